@@ -1,0 +1,43 @@
+# The project's commands. `make demo` and `make test` work on a fresh machine with Python 3.11.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned to the CPU build that these machines carry; a looser pin pulls a multi-GB GPU build.
+TORCH := torch==2.13.0
+
+.PHONY: demo test lint bench retrain-llm-head clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)" -e ".[torch]"
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)" -e ".[dev]"
+	touch $@ $(VENV)/.base
+
+$(VENV)/.bench: pyproject.toml $(VENV)/.dev
+	$(BIN)/pip install -q "$(TORCH)" -e ".[bench]"
+	# torchattacks declares torchvision and an old requests but imports neither.
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	touch $@
+
+demo: $(VENV)/.base
+	$(BIN)/bastion demo
+
+test: $(VENV)/.dev
+	$(BIN)/pytest -n 2 -m "not slow" -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+bench: $(VENV)/.bench
+	$(BIN)/pytest -m slow -q
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) bastion-report .pytest_cache .mypy_cache .ruff_cache

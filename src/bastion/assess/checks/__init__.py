@@ -1,0 +1,1 @@
+"""Built-in checks; each module exposes `CHECK` and is listed in `bastion.assess.registry`."""

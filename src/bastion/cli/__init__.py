@@ -1,0 +1,1 @@
+"""The `bastion` command line: one thin module per command group."""

@@ -1,0 +1,57 @@
+"""Entry point: builds the Typer app from the command modules and maps errors to exit codes.
+
+Command modules import only typer at module level; heavy libraries (torch, FastAPI,
+matplotlib) are imported inside the commands, so `bastion --version` starts fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+import typer
+
+from bastion import __version__
+from bastion.cli import assess, demo, report, zoo
+from bastion.core.errors import BastionError
+
+app = typer.Typer(
+    name="bastion",
+    help="Secure machine-learning models: integrity, assessment, hardening, gateway, LLM guard.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for module in (assess, demo, report, zoo):
+    module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bastion {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Bastion secures machine-learning models across their whole life."""
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the CLI; every BastionError becomes a one-line message and its exit code."""
+    try:
+        code = app(args=list(argv) if argv is not None else None, prog_name="bastion", standalone_mode=False)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except BastionError as exc:
+        typer.echo(f"error: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,1 @@
+"""Contracts shared by every capability: models, data, findings, errors, configuration."""

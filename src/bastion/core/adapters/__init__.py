@@ -1,0 +1,1 @@
+"""Adapters from concrete frameworks to the Model contracts."""

@@ -1,0 +1,92 @@
+"""Configuration: a TOML file, overridden by `BASTION_SECTION__KEY` environment variables.
+
+Each capability owns one section model; `BastionConfig` gathers them. Values are
+validated by pydantic, and unknown keys are refused so a typo never silently
+disables a setting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from bastion.core.errors import ConfigError
+
+ENV_PREFIX = "BASTION_"
+ENV_NESTING = "__"
+
+
+class Section(BaseModel):
+    """Base of every configuration section: strict about unknown keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssessConfig(Section):
+    """Defaults for `bastion assess`."""
+
+    budget: Literal["quick", "standard", "thorough"] = "standard"
+    seed: int = 0
+    checks: list[str] | None = None
+
+
+class BastionConfig(Section):
+    """The whole configuration."""
+
+    assess: AssessConfig = AssessConfig()
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Nested dict from `BASTION_A__B=value` variables; values parse as JSON when they can."""
+    tree: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
+            continue
+        keys = name[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        node = tree
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"environment variable {name} conflicts with another", fix="unset one of them")
+        node[keys[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> BastionConfig:
+    """Read `path` (if given), apply environment overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"configuration file not found: {p}", fix="pass an existing TOML file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p} is not valid TOML: {exc}", fix="fix the syntax at that position") from exc
+    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    try:
+        return BastionConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid configuration at '{where}': {first['msg']}", fix="see docs/configuration.md") from exc

@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -37,18 +37,26 @@ class AssessConfig(Section):
 
 
 class BastionConfig(Section):
-    """The whole configuration."""
+    """The configuration of the library and CLI commands that read one."""
 
     assess: AssessConfig = AssessConfig()
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Nested dict from `BASTION_A__B=value` variables; values parse as JSON when they can."""
+S = TypeVar("S", bound=Section)
+
+
+def _env_overrides(environ: Mapping[str, str], sections: set[str]) -> dict[str, Any]:
+    """Nested dict from `BASTION_SECTION__KEY=value` variables for the schema's sections.
+
+    Values parse as JSON when they can (numbers, booleans, lists), else stay strings.
+    """
     tree: dict[str, Any] = {}
     for name, raw in environ.items():
         if not name.startswith(ENV_PREFIX) or ENV_NESTING not in name:
             continue
         keys = name[len(ENV_PREFIX) :].lower().split(ENV_NESTING)
+        if keys[0] not in sections:
+            continue
         try:
             value: Any = json.loads(raw)
         except json.JSONDecodeError:
@@ -72,8 +80,16 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> BastionConfig:
-    """Read `path` (if given), apply environment overrides, validate."""
+def load_config(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    schema: type[S] = BastionConfig,  # type: ignore[assignment]
+) -> S:
+    """Read `path` (if given), apply environment overrides, validate against `schema`.
+
+    Each service (the CLI, `bastion serve`) passes its own schema, so sections it does
+    not know are refused rather than ignored.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -83,9 +99,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             raise ConfigError(f"configuration file not found: {p}", fix="pass an existing TOML file") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p} is not valid TOML: {exc}", fix="fix the syntax at that position") from exc
-    data = _merge(data, _env_overrides(os.environ if environ is None else environ))
+    env = os.environ if environ is None else environ
+    data = _merge(data, _env_overrides(env, set(schema.model_fields)))
     try:
-        return BastionConfig.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

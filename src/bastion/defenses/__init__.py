@@ -1,0 +1,1 @@
+"""Defenses: Model wrappers, or functions that return a newly trained model."""

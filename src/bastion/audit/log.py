@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,12 +245,15 @@ class AuditLog:
     def export_jsonl(self, path: str | Path) -> int:
         """Write every leaf as one JSON line {index, leaf_hash, record}; return the count."""
         count = 0
-        with atomic_file(path, "w") as handle, self._store.read() as conn:
-            for index, text, digest in self._store.leaves(conn):
-                line = f'{{"index":{index},"leaf_hash":"{digest.hex()}","record":{text}}}\n'
+        with atomic_file(path, "w") as handle:
+            for line in jsonl_lines(self):
                 handle.write(line)  # type: ignore[attr-defined]
                 count += 1
         return count
+
+    def _leaves(self) -> Iterator[tuple[int, str, bytes]]:
+        with self._store.read() as conn:
+            yield from self._store.leaves(conn)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -282,6 +285,12 @@ class AuditLog:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def jsonl_lines(log: AuditLog) -> Iterator[str]:
+    """The export format: one line per leaf, the stored canonical record embedded verbatim."""
+    for index, text, digest in log._leaves():
+        yield f'{{"index":{index},"leaf_hash":"{digest.hex()}","record":{text}}}\n'
 
 
 def _store_url(url_or_path: str | Path | None, state: Path) -> str:

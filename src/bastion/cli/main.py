@@ -13,7 +13,7 @@ import click
 import typer
 
 from bastion import __version__
-from bastion.cli import assess, demo, report, zoo
+from bastion.cli import assess, audit, demo, report, zoo
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -24,7 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (assess, demo, report, zoo):
+for module in (assess, audit, demo, report, zoo):
     module.register(app)
 
 

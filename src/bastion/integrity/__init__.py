@@ -1,1 +1,1 @@
-"""Artifact integrity: hash and sign models, verify them, encrypt at rest, load only what is trusted."""
+"""Artifact integrity: sign and verify models, encrypt them at rest, load only what is trusted."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,24 @@ PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt",
 TRUSTED_SKOPS_ROOTS = ("sklearn.", "numpy.", "scipy.")
 
 
-def load_model(spec: str | Path) -> Model:
+def load_model(
+    spec: str | Path,
+    *,
+    trusted_keys: Sequence[Any] | None = None,
+    decryption_key: Any | None = None,
+    **trusted_options: Any,
+) -> Model:
     """Resolve `builtin:NAME` or a file path to a validated Model.
 
-    Pickle-based files are refused: they run code on load.
+    Pickle-based files are refused: they run code on load. With `trusted_keys` (public
+    keys) and/or `decryption_key`, the trusted path runs: verify the signature, decrypt in
+    memory, scan, then load through safe loaders only (`bastion.integrity.loader.load_trusted`,
+    which also takes `signature`, `passphrase` and `scan` keyword options).
     """
+    if trusted_keys is not None or decryption_key is not None or trusted_options:
+        from bastion.integrity.loader import load_trusted
+
+        return CheckedModel(load_trusted(spec, trusted_keys, decryption_key, **trusted_options))
     text = str(spec)
     if text.startswith("builtin:"):
         from bastion.zoo import build

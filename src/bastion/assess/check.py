@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from bastion.core.dataset import Dataset
@@ -18,7 +18,7 @@ Trainer = Callable[[Dataset, int], Model]
 """Trains a fresh model of the assessed kind on a data set with a seed (for shadow models)."""
 
 
-class Budget(str, Enum):
+class Budget(StrEnum):
     """How much work a check may do; each check sizes itself from it."""
 
     QUICK = "quick"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from typing import Any
 
 from bastion.core.finding import Plot
@@ -27,4 +28,7 @@ def to_plot(fig: Any, title: str) -> Plot:
     with matplotlib.rc_context({"svg.hashsalt": "bastion", "svg.fonttype": "path"}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     svg = buf.getvalue()
-    return Plot(title=title, svg=svg[svg.index("<svg") :])
+    svg = svg[svg.index("<svg") :]
+    # Drop the RDF metadata block: it names external vocabularies and carries nothing visual.
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, count=1, flags=re.DOTALL)
+    return Plot(title=title, svg=svg)

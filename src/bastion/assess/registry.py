@@ -25,5 +25,7 @@ def select(names: list[str] | None) -> list[Check]:
     by_name = {c.name: c for c in checks}
     unknown = [n for n in names if n not in by_name]
     if unknown:
-        raise UsageError(f"unknown check(s): {', '.join(unknown)}", fix=f"choose from: {', '.join(by_name)}")
+        raise UsageError(
+            f"unknown check(s): {', '.join(unknown)}", fix=f"choose from: {', '.join(by_name)}"
+        )
     return [by_name[n] for n in names]

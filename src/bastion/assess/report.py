@@ -61,7 +61,9 @@ class Report:
 
 def schema() -> dict[str, Any]:
     """The JSON Schema every `report.json` validates against."""
-    text = resources.files("bastion.assess").joinpath("report.schema.json").read_text(encoding="utf-8")
+    text = (
+        resources.files("bastion.assess").joinpath("report.schema.json").read_text(encoding="utf-8")
+    )
     return dict(json.loads(text))
 
 
@@ -137,9 +139,13 @@ def to_html(report: Report) -> str:
     """The report as one self-contained HTML page: inline CSS and SVG, no scripts or URLs."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("bastion.assess", "templates"), autoescape=select_autoescape())
+    env = Environment(
+        loader=PackageLoader("bastion.assess", "templates"), autoescape=select_autoescape()
+    )
     env.filters["plain"] = _plain
-    env.filters["fmt"] = lambda v: "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    env.filters["fmt"] = lambda v: (
+        "n/a" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    )
     return env.get_template("report.html.j2").render(report=report, doc=to_json(report))
 
 

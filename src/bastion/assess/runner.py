@@ -33,11 +33,20 @@ def assess(
     console = console or Console(stderr=True)
     started = time.perf_counter()
     results: list[CheckResult] = []
-    columns = (TextColumn("{task.description:<28}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
     with Progress(*columns, console=console, transient=False) as bar:
         for check in checks:
             task = bar.add_task(check.title, total=1.0)
-            results.append(_run_one(check, model, data, budget, seed, lambda f, t=task: bar.update(t, completed=f)))
+            results.append(
+                _run_one(
+                    check, model, data, budget, seed, lambda f, t=task: bar.update(t, completed=f)
+                )
+            )
             bar.update(task, completed=1.0)
     report = Report(
         model={
@@ -65,7 +74,9 @@ def _run_one(
 ) -> CheckResult:
     start = time.perf_counter()
     if not check.applies_to(model, data):
-        return CheckResult(check.name, check.title, "skipped", note="does not apply to this model or data")
+        return CheckResult(
+            check.name, check.title, "skipped", note="does not apply to this model or data"
+        )
     try:
         findings = check.run(model, data, budget, seed, progress)  # type: ignore[arg-type]
     except BastionError:
@@ -73,5 +84,7 @@ def _run_one(
     except Exception as exc:  # a broken check must not lose the other checks' results
         note = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
-        return CheckResult(check.name, check.title, "error", note=note, seconds=time.perf_counter() - start)
+        return CheckResult(
+            check.name, check.title, "error", note=note, seconds=time.perf_counter() - start
+        )
     return CheckResult(check.name, check.title, "ok", findings, seconds=time.perf_counter() - start)

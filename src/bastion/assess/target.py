@@ -13,7 +13,9 @@ from bastion.core.loading import load_model
 from bastion.core.model import Model, check_inputs
 
 
-def resolve(spec: str, data: Path | None = None, train_data: Path | None = None) -> tuple[Model, AssessmentData]:
+def resolve(
+    spec: str, data: Path | None = None, train_data: Path | None = None
+) -> tuple[Model, AssessmentData]:
     """The model and the data its checks use.
 
     Built-in models bring their own held-out split, training split and trainer;
@@ -27,10 +29,12 @@ def resolve(spec: str, data: Path | None = None, train_data: Path | None = None)
         train, test = e.load_data()
         return model, AssessmentData(test=test, train=train, trainer=e.train)
     if data is None:
-        raise UsageError("no evaluation data for this model", fix="pass --data FILE (.npz with x, y or .csv)")
+        raise UsageError(
+            "no evaluation data for this model", fix="pass --data FILE (.npz with x, y or .csv)"
+        )
     test = _validated(load_dataset(data), model, "--data")
-    train = _validated(load_dataset(train_data), model, "--train-data") if train_data else None
-    return model, AssessmentData(test=test, train=train)
+    known = _validated(load_dataset(train_data), model, "--train-data") if train_data else None
+    return model, AssessmentData(test=test, train=known)
 
 
 def _validated(ds: Dataset, model: Model, option: str) -> Dataset:
@@ -39,7 +43,9 @@ def _validated(ds: Dataset, model: Model, option: str) -> Dataset:
         x = x.reshape((len(x), *model.input_shape))  # flat rows (CSV) for an image model
     x = check_inputs(model, x)
     if ds.y is None:
-        raise DataError(f"{option} has no labels", fix="include labels (y= in .npz, a 'label' column in .csv)")
+        raise DataError(
+            f"{option} has no labels", fix="include labels (y= in .npz, a 'label' column in .csv)"
+        )
     y = ds.labels
     if y.min(initial=0) < 0 or y.max(initial=0) >= model.n_classes:
         raise DataError(

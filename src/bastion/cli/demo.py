@@ -28,5 +28,7 @@ def demo_command(
 
     err.print(f"Bastion demo: assessing {DEMO_MODEL} with every registered check")
     model, data = resolve(DEMO_MODEL)
-    report = assess(model, data, all_checks(), spec=DEMO_MODEL, budget=Budget(budget), seed=seed, out=out)
+    report = assess(
+        model, data, all_checks(), spec=DEMO_MODEL, budget=Budget(budget), seed=seed, out=out
+    )
     finish(report, out, None)

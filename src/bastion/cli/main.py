@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import click
 import typer
 
 from bastion import __version__
@@ -36,7 +35,9 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
 ) -> None:
     """Bastion secures machine-learning models across their whole life."""
 
@@ -44,12 +45,20 @@ def _root(
 def main(argv: Sequence[str] | None = None) -> None:
     """Run the CLI; every BastionError becomes a one-line message and its exit code."""
     try:
-        code = app(args=list(argv) if argv is not None else None, prog_name="bastion", standalone_mode=False)
-    except click.exceptions.Abort:
+        code = app(
+            args=list(argv) if argv is not None else None,
+            prog_name="bastion",
+            standalone_mode=False,
+        )
+    except typer.Abort:
         typer.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors from Typer's parser
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except BastionError as exc:
         typer.echo(f"error: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), err=True)

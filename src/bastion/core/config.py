@@ -65,7 +65,9 @@ def _env_overrides(environ: Mapping[str, str], sections: set[str]) -> dict[str, 
         for key in keys[:-1]:
             node = node.setdefault(key, {})
             if not isinstance(node, dict):
-                raise ConfigError(f"environment variable {name} conflicts with another", fix="unset one of them")
+                raise ConfigError(
+                    f"environment variable {name} conflicts with another", fix="unset one of them"
+                )
         node[keys[-1]] = value
     return tree
 
@@ -96,9 +98,13 @@ def load_config(
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
-            raise ConfigError(f"configuration file not found: {p}", fix="pass an existing TOML file") from exc
+            raise ConfigError(
+                f"configuration file not found: {p}", fix="pass an existing TOML file"
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p} is not valid TOML: {exc}", fix="fix the syntax at that position") from exc
+            raise ConfigError(
+                f"{p} is not valid TOML: {exc}", fix="fix the syntax at that position"
+            ) from exc
     env = os.environ if environ is None else environ
     data = _merge(data, _env_overrides(env, set(schema.model_fields)))
     try:
@@ -106,4 +112,6 @@ def load_config(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"invalid configuration at '{where}': {first['msg']}", fix="see docs/configuration.md") from exc
+        raise ConfigError(
+            f"invalid configuration at '{where}': {first['msg']}", fix="see docs/configuration.md"
+        ) from exc

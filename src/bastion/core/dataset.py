@@ -26,7 +26,10 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.x.dtype.kind not in "fiub":
-            raise DataError(f"features have dtype {self.x.dtype}, expected numbers", fix="encode them as numbers")
+            raise DataError(
+                f"features have dtype {self.x.dtype}, expected numbers",
+                fix="encode them as numbers",
+            )
         if not np.isfinite(self.x).all():
             raise DataError("features contain NaN or infinite values", fix="remove or impute them")
         if self.y is not None:
@@ -35,9 +38,13 @@ class Dataset:
                     f"{len(self.x)} inputs but labels of shape {self.y.shape}",
                     fix="give exactly one integer label per input",
                 )
-            if self.y.dtype.kind not in "iu":
-                if self.y.dtype.kind != "f" or not np.all(np.mod(self.y, 1) == 0):
-                    raise DataError("labels must be integer class indices", fix="encode classes as 0..K-1")
+            integral = self.y.dtype.kind in "iu" or (
+                self.y.dtype.kind == "f" and bool(np.all(np.mod(self.y, 1) == 0))
+            )
+            if not integral:
+                raise DataError(
+                    "labels must be integer class indices", fix="encode classes as 0..K-1"
+                )
 
     def __len__(self) -> int:
         return len(self.x)
@@ -67,7 +74,9 @@ class Dataset:
         return self.subset(np.sort(rng.choice(len(self), size=n, replace=False)))
 
 
-def load_dataset(path: str | Path, *, label_column: str = "label", feature_names: Sequence[str] = ()) -> Dataset:
+def load_dataset(
+    path: str | Path, *, label_column: str = "label", feature_names: Sequence[str] = ()
+) -> Dataset:
     """Read `.npz` (arrays `x`, optional `y`) or `.csv` (a header row, labels in `label_column`)."""
     p = Path(path)
     if not p.is_file():
@@ -76,11 +85,15 @@ def load_dataset(path: str | Path, *, label_column: str = "label", feature_names
         try:
             with np.load(p, allow_pickle=False) as arrays:
                 if "x" not in arrays:
-                    raise DataError(f"{p} has no array named 'x'", fix="save inputs as x= (and labels as y=)")
+                    raise DataError(
+                        f"{p} has no array named 'x'", fix="save inputs as x= (and labels as y=)"
+                    )
                 x = arrays["x"]
-                y = arrays["y"] if "y" in arrays else None
+                y = arrays.get("y")
         except ValueError as exc:
-            raise DataError(f"{p} holds object arrays, which need pickle: {exc}", fix="save numeric arrays") from exc
+            raise DataError(
+                f"{p} holds object arrays, which need pickle: {exc}", fix="save numeric arrays"
+            ) from exc
         return Dataset(np.asarray(x, dtype=np.float32), y, tuple(feature_names))
     if p.suffix == ".csv":
         header = p.read_text(encoding="utf-8").splitlines()[0].split(",")
@@ -88,7 +101,9 @@ def load_dataset(path: str | Path, *, label_column: str = "label", feature_names
         try:
             table = np.loadtxt(p, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
         except ValueError as exc:
-            raise DataError(f"{p} has non-numeric values: {exc}", fix="encode every column as numbers") from exc
+            raise DataError(
+                f"{p} has non-numeric values: {exc}", fix="encode every column as numbers"
+            ) from exc
         if label_column in names:
             col = names.index(label_column)
             y = table[:, col]

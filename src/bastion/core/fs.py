@@ -17,7 +17,9 @@ def _checked_parent(target: Path) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputPathError(f"cannot create {parent}: {exc.strerror}", fix="choose a writable location") from exc
+        raise OutputPathError(
+            f"cannot create {parent}: {exc.strerror}", fix="choose a writable location"
+        ) from exc
     if not os.access(parent, os.W_OK):
         raise OutputPathError(f"{parent} is not writable", fix="choose a writable location")
     return parent

@@ -19,14 +19,16 @@ TRUSTED_SKOPS_ROOTS = ("sklearn.", "numpy.", "scipy.")
 def load_model(
     spec: str | Path,
     *,
+    api_key: str | None = None,
     trusted_keys: Sequence[Any] | None = None,
     decryption_key: Any | None = None,
     **trusted_options: Any,
 ) -> Model:
-    """Resolve `builtin:NAME` or a file path to a validated Model.
+    """Resolve `builtin:NAME`, a file path or an `http(s)://` OIP endpoint to a validated Model.
 
-    Pickle-based files are refused: they run code on load. With `trusted_keys` (public
-    keys) and/or `decryption_key`, the trusted path runs: verify the signature, decrypt in
+    Pickle-based files are refused: they run code on load. `api_key` authenticates to a
+    remote endpoint (e.g. a `bastion serve` gateway). With `trusted_keys` (public keys)
+    and/or `decryption_key`, the trusted path runs: verify the signature, decrypt in
     memory, scan, then load through safe loaders only (`bastion.integrity.loader.load_trusted`,
     which also takes `signature`, `passphrase` and `scan` keyword options).
     """
@@ -35,6 +37,10 @@ def load_model(
 
         return CheckedModel(load_trusted(spec, trusted_keys, decryption_key, **trusted_options))
     text = str(spec)
+    if text.startswith(("http://", "https://")):
+        from bastion.core.adapters.http import HttpModel
+
+        return CheckedModel(HttpModel(text, api_key=api_key))
     if text.startswith("builtin:"):
         from bastion.zoo import build
 
@@ -52,7 +58,11 @@ def sniff_format(path: Path) -> str:
     """The format of a model file, from its content: safetensors, skops, onnx or pickle."""
     with path.open("rb") as handle:
         head = handle.read(16)
-    if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+    if (
+        len(head) >= 9
+        and head[8:9] == b"{"
+        and int.from_bytes(head[:8], "little") < path.stat().st_size
+    ):
         return "safetensors"
     if head.startswith(b"PK"):
         try:
@@ -105,7 +115,7 @@ def _load_skops(path: Path) -> Model:
     refused = [t for t in untrusted if not t.startswith(TRUSTED_SKOPS_ROOTS)]
     if refused:
         raise UnsafeFormatError(
-            f"{path.name} contains types outside scikit-learn/NumPy/SciPy: {', '.join(refused[:5])}",
+            f"{path.name} has types outside scikit-learn/NumPy/SciPy: {', '.join(refused[:5])}",
             fix="save only scikit-learn estimators with skops",
         )
     estimator = sio.load(path, trusted=untrusted)
@@ -142,7 +152,9 @@ def save_model(model: Model, path: str | Path) -> None:
         return
     estimator = getattr(inner, "estimator", None)
     if estimator is None:
-        raise InputError(f"cannot save a {type(inner).__name__}", fix="save torch or scikit-learn models")
+        raise InputError(
+            f"cannot save a {type(inner).__name__}", fix="save torch or scikit-learn models"
+        )
     import skops.io as sio
 
     meta = {"class_names": getattr(inner, "class_names", None), "input_bounds": inner.input_bounds}

@@ -67,7 +67,9 @@ def check_probabilities(probs: np.ndarray, n_rows: int, n_classes: int) -> np.nd
             fix="return one probability per class for every input row",
         )
     if not np.isfinite(arr).all():
-        raise ModelOutputError("model returned NaN or infinite probabilities", fix="check the model")
+        raise ModelOutputError(
+            "model returned NaN or infinite probabilities", fix="check the model"
+        )
     if (arr < -PROBABILITY_TOLERANCE).any():
         raise ModelOutputError(
             "model returned negative probabilities",
@@ -102,5 +104,8 @@ class CheckedModel:
 
 def predict_labels(model: Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """Top-1 labels, computed in batches."""
-    out = [model.predict_proba(x[i : i + batch_size]).argmax(axis=1) for i in range(0, len(x), batch_size)]
+    out = [
+        model.predict_proba(x[i : i + batch_size]).argmax(axis=1)
+        for i in range(0, len(x), batch_size)
+    ]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)

@@ -19,6 +19,9 @@ def data_dir(override: str | Path | None = None) -> Path:
 
 
 def cache_dir() -> Path:
-    """The cache directory: `$BASTION_HOME/cache`, else the platform's cache dir."""
+    """The cache dir: `$BASTION_CACHE`, else `$BASTION_HOME/cache`, else the platform's."""
+    explicit = os.environ.get("BASTION_CACHE")
+    if explicit:
+        return Path(explicit)
     home = os.environ.get("BASTION_HOME")
     return Path(home) / "cache" if home else Path(platformdirs.user_cache_dir(APP))

@@ -34,7 +34,7 @@ def digits() -> tuple[Dataset, Dataset]:
 
 
 def cancer() -> tuple[Dataset, Dataset]:
-    """Wisconsin breast-cancer measurements (30 features); bounds are each feature's observed range."""
+    """Wisconsin breast-cancer measurements (30 features), bounded by each observed range."""
     raw = load_breast_cancer()
     x = raw.data.astype(np.float32)
     bounds = (x.min(axis=0), x.max(axis=0))

@@ -36,12 +36,30 @@ class ZooEntry:
 ZOO: dict[str, ZooEntry] = {
     e.name: e
     for e in [
-        ZooEntry("digits-cnn", "small CNN on the 8x8 digits", "torch", data.digits, trainers.train_digits_cnn),
-        ZooEntry("digits-mlp", "MLP on the 8x8 digits", "torch", data.digits, trainers.train_digits_mlp),
-        ZooEntry("cancer-logreg", "logistic regression on breast cancer", "sklearn", data.cancer,
-                 trainers.train_cancer_logreg),
-        ZooEntry("cancer-gbt", "gradient boosting on breast cancer", "sklearn", data.cancer,
-                 trainers.train_cancer_gbt),
+        ZooEntry(
+            "digits-cnn",
+            "small CNN on the 8x8 digits",
+            "torch",
+            data.digits,
+            trainers.train_digits_cnn,
+        ),
+        ZooEntry(
+            "digits-mlp", "MLP on the 8x8 digits", "torch", data.digits, trainers.train_digits_mlp
+        ),
+        ZooEntry(
+            "cancer-logreg",
+            "logistic regression on breast cancer",
+            "sklearn",
+            data.cancer,
+            trainers.train_cancer_logreg,
+        ),
+        ZooEntry(
+            "cancer-gbt",
+            "gradient boosting on breast cancer",
+            "sklearn",
+            data.cancer,
+            trainers.train_cancer_gbt,
+        ),
     ]
 }
 

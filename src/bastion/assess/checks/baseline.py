@@ -1,4 +1,4 @@
-"""`baseline`: clean accuracy, per-class accuracy and calibration, the reference for attack checks."""
+"""`baseline`: clean accuracy and calibration, the reference the attack checks compare against."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from bastion.core.model import Model
 N_BINS = 10
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS) -> float:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BINS
+) -> float:
     """ECE: the confidence-weighted gap between confidence and accuracy over equal-width bins."""
     confidence = probs.max(axis=1)
     correct = probs.argmax(axis=1) == labels
@@ -45,7 +47,9 @@ class BaselineCheck:
         accuracy = float((pred == labels).mean())
         names = list(data.test.class_names) or [str(c) for c in range(model.n_classes)]
         per_class = {
-            names[c]: float((pred[labels == c] == c).mean()) for c in range(model.n_classes) if (labels == c).any()
+            names[c]: float((pred[labels == c] == c).mean())
+            for c in range(model.n_classes)
+            if (labels == c).any()
         }
         ece = expected_calibration_error(probs, labels)
         findings = [
@@ -78,7 +82,10 @@ class BaselineCheck:
                     "consider temperature scaling or returning rounded / top-k outputs "
                     "(bastion serve output defences)."
                 ),
-                plots=(self._reliability_plot(probs, labels), self._confidence_plot(probs, pred == labels)),
+                plots=(
+                    self._reliability_plot(probs, labels),
+                    self._confidence_plot(probs, pred == labels),
+                ),
             ),
         ]
         progress(1.0)
@@ -103,7 +110,15 @@ class BaselineCheck:
         acc = [correct[bins == b].mean() if (bins == b).any() else np.nan for b in range(N_BINS)]
         fig, ax = new_figure()
         ax.plot([0, 1], [0, 1], "--", color="#888", label="perfect calibration")
-        ax.bar(centers, acc, width=1 / N_BINS, edgecolor="#1d2330", color="#3b6fd8", alpha=0.8, label="accuracy")
+        ax.bar(
+            centers,
+            acc,
+            width=1 / N_BINS,
+            edgecolor="#1d2330",
+            color="#3b6fd8",
+            alpha=0.8,
+            label="accuracy",
+        )
         ax.set_xlabel("confidence")
         ax.set_ylabel("accuracy")
         ax.legend(loc="upper left")

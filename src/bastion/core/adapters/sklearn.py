@@ -29,14 +29,20 @@ class SklearnModel:
         classes = getattr(estimator, "classes_", None)
         if classes is None:
             raise InputError("the estimator is not fitted", fix="fit it before wrapping it")
-        features = n_features if n_features is not None else getattr(estimator, "n_features_in_", None)
+        features = (
+            n_features if n_features is not None else getattr(estimator, "n_features_in_", None)
+        )
         if features is None:
-            raise InputError("cannot tell the estimator's number of features", fix="pass n_features")
+            raise InputError(
+                "cannot tell the estimator's number of features", fix="pass n_features"
+            )
         self.estimator = estimator
         self.n_classes = len(classes)
-        self.input_shape = (int(features),)
+        self.input_shape: tuple[int, ...] = (int(features),)
         self.input_bounds = input_bounds
-        self.class_names = list(class_names) if class_names is not None else [str(c) for c in classes]
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(c) for c in classes]
+        )
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(self.estimator.predict_proba(np.asarray(x, dtype=np.float64)))

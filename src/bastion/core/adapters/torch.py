@@ -25,7 +25,9 @@ class TorchModel:
         self.input_shape = tuple(input_shape)
         self.n_classes = n_classes
         self.input_bounds = input_bounds
-        self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(i) for i in range(n_classes)]
+        )
         self.batch_size = batch_size
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,7 +38,9 @@ class TorchModel:
         chunks = []
         with torch.no_grad():
             for start in range(0, len(tensor), self.batch_size):
-                chunks.append(torch.softmax(self.module(tensor[start : start + self.batch_size]), dim=1))
+                chunks.append(
+                    torch.softmax(self.module(tensor[start : start + self.batch_size]), dim=1)
+                )
         if not chunks:
             return np.zeros((0, self.n_classes), dtype=np.float32)
         return torch.cat(chunks).numpy()

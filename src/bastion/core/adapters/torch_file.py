@@ -37,7 +37,9 @@ def _layer(spec: dict[str, Any]) -> nn.Module:
         return nn.Dropout(spec.get("p", 0.5))
     if kind == "batchnorm1d":
         return nn.BatchNorm1d(spec["features"])
-    raise InputError(f"unknown layer type {kind!r} in model spec", fix="use a layer Bastion's format supports")
+    raise InputError(
+        f"unknown layer type {kind!r} in model spec", fix="use a layer Bastion's format supports"
+    )
 
 
 def build_sequential(layers: list[dict[str, Any]]) -> nn.Sequential:
@@ -45,7 +47,9 @@ def build_sequential(layers: list[dict[str, Any]]) -> nn.Sequential:
     try:
         return nn.Sequential(*(_layer(spec) for spec in layers))
     except (KeyError, TypeError) as exc:
-        raise InputError(f"malformed layer spec: {exc}", fix="re-save the model with Bastion") from exc
+        raise InputError(
+            f"malformed layer spec: {exc}", fix="re-save the model with Bastion"
+        ) from exc
 
 
 def to_bytes(model: TorchModel) -> bytes:
@@ -70,11 +74,13 @@ def from_bytes(data: bytes) -> TorchModel:
         header = json.loads(data[8 : 8 + header_len])
         meta = header.get("__metadata__") or {}
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a safetensors file: {exc}", fix="pass a file saved by Bastion") from exc
+        raise InputError(
+            f"not a safetensors file: {exc}", fix="pass a file saved by Bastion"
+        ) from exc
     if meta.get("format") != FORMAT_TAG:
         raise InputError(
             "safetensors file carries no Bastion architecture spec",
-            fix="save it with bastion.core.adapters.torch_file.save, or load its weights into your module",
+            fix="save it with bastion.core.adapters.torch_file.save, or export it to ONNX",
         )
     try:
         layers = json.loads(meta["layers"])
@@ -89,7 +95,9 @@ def from_bytes(data: bytes) -> TorchModel:
             class_names=json.loads(meta["class_names"]),
         )
     except (KeyError, ValueError, RuntimeError) as exc:
-        raise InputError(f"inconsistent Bastion torch model: {exc}", fix="re-save the model") from exc
+        raise InputError(
+            f"inconsistent Bastion torch model: {exc}", fix="re-save the model"
+        ) from exc
 
 
 def save(model: TorchModel, path: str | Path) -> None:
@@ -105,13 +113,22 @@ def load(path: str | Path) -> TorchModel:
 def layers_of(module: nn.Module) -> list[dict[str, Any]]:
     """The spec of a sequential module built from supported layers (inverse of build_sequential)."""
     if not isinstance(module, nn.Sequential):
-        raise InputError("only nn.Sequential modules can be saved in this format", fix="use nn.Sequential")
+        raise InputError(
+            "only nn.Sequential modules can be saved in this format", fix="use nn.Sequential"
+        )
     specs: list[dict[str, Any]] = []
     for layer in module:
         if isinstance(layer, nn.Conv2d):
             pad = layer.padding[0] if isinstance(layer.padding, tuple) else layer.padding
-            specs.append({"type": "conv2d", "in": layer.in_channels, "out": layer.out_channels,
-                          "kernel": layer.kernel_size[0], "padding": pad})
+            specs.append(
+                {
+                    "type": "conv2d",
+                    "in": layer.in_channels,
+                    "out": layer.out_channels,
+                    "kernel": layer.kernel_size[0],
+                    "padding": pad,
+                }
+            )
         elif isinstance(layer, nn.Linear):
             specs.append({"type": "linear", "in": layer.in_features, "out": layer.out_features})
         elif isinstance(layer, nn.ReLU):
@@ -126,7 +143,8 @@ def layers_of(module: nn.Module) -> list[dict[str, Any]]:
         elif isinstance(layer, nn.BatchNorm1d):
             specs.append({"type": "batchnorm1d", "features": layer.num_features})
         else:
-            raise InputError(f"layer {type(layer).__name__} is not in the safe format's vocabulary",
-                             fix="export the model to ONNX instead")
+            raise InputError(
+                f"layer {type(layer).__name__} is not in the safe format's vocabulary",
+                fix="export the model to ONNX instead",
+            )
     return specs
-

@@ -1,0 +1,72 @@
+"""What every format scanner shares while scanning one top-level file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.integrity.scan.limits import Deadline, Limits, LimitExceeded
+from bastion.integrity.scan.policy import Policy
+from bastion.integrity.scan.report import Effect, Level, ScanFinding
+
+
+@dataclass
+class Context:
+    """Policy, limits and the findings collected so far for one file (and its members)."""
+
+    policy: Policy
+    limits: Limits
+    deadline: Deadline
+    findings: list[ScanFinding] = field(default_factory=list)
+    depth: int = 0
+    decompressed: int = 0
+    members: int = 0
+    # scan a byte string found inside the file as if it were a file of its own
+    nested: Callable[[bytes, str, Context], None] | None = None
+    _seen: set[tuple[str, str | None, str]] = field(default_factory=set)
+
+    def add(
+        self,
+        rule: str,
+        severity: Level,
+        message: str,
+        location: str = "",
+        global_: str | None = None,
+        effect: Effect = "suspicious",
+    ) -> None:
+        """Record a finding once per (rule, global, location-root)."""
+        key = (rule, global_, location.split("@", 1)[0])
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.findings.append(ScanFinding(rule, severity, message, location, global_, effect))
+
+    def count_decompressed(self, n: int) -> None:
+        self.decompressed += n
+        if self.decompressed > self.limits.max_decompressed:
+            raise LimitExceeded(
+                "limit.decompressed",
+                f"decompressed content exceeds {self.limits.max_decompressed} bytes (decompression bomb?)",
+            )
+
+    def count_member(self) -> None:
+        self.members += 1
+        if self.members > self.limits.max_members:
+            raise LimitExceeded("limit.members", f"more than {self.limits.max_members} archive members")
+
+    def deeper(self) -> Context:
+        """The same context one nesting level down (archives in archives, nested pickles)."""
+        if self.depth + 1 > self.limits.max_depth:
+            raise LimitExceeded("limit.depth", f"containers nested deeper than {self.limits.max_depth} levels")
+        self.depth += 1
+        return self
+
+    def shallower(self) -> None:
+        self.depth -= 1
+
+
+def describe(value: Any) -> str:
+    """A short printable form of a value from the pickle machine."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

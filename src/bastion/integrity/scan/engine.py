@@ -1,0 +1,182 @@
+"""Walks paths, recognises each file by content and hands it to the matching scanner."""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from bastion.integrity.scan.context import Context
+from bastion.integrity.scan.limits import Deadline, LimitExceeded, Limits
+from bastion.integrity.scan.pickle_vm import TORCH_LEGACY_MAGIC, ParseError, PickleMachine
+from bastion.integrity.scan.policy import Policy
+from bastion.integrity.scan.report import FileResult, ScanReport
+from bastion.integrity.scan.sniff import sniff
+
+_RELEASE_STEP = 32 << 20
+
+
+def scan_paths(paths: Sequence[Path], policy: Policy, limits: Limits | None = None) -> ScanReport:
+    """One FileResult per regular file under `paths` (directories are walked recursively)."""
+    limits = limits or Limits()
+    report = ScanReport(policy=policy.name)
+    for root in paths:
+        if not root.exists() and not root.is_symlink():
+            report.files.append(_missing(root))
+            continue
+        for file in _walk(root):
+            report.files.append(scan_file(file, root, policy, limits))
+    return report
+
+
+def _missing(root: Path) -> FileResult:
+    result = FileResult(str(root), "missing")
+    result.findings.append(_finding("scan.missing", "no such file or directory", str(root)))
+    return result
+
+
+def _finding(rule: str, message: str, where: str) -> Any:
+    from bastion.integrity.scan.report import ScanFinding
+
+    return ScanFinding(rule, "high", message, where, None, "error")
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    if not root.is_dir() or root.is_symlink():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+        for name in dirnames:
+            if (Path(dirpath) / name).is_symlink():
+                yield Path(dirpath) / name
+
+
+def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileResult:
+    """Scan one file; every failure becomes a finding, never an exception."""
+    ctx = Context(policy=policy, limits=limits, deadline=Deadline(limits.max_seconds), nested=scan_nested)
+    where = str(path)
+    fmt = "unknown"
+    if path.is_symlink():
+        _check_symlink(path, root, ctx)
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            return FileResult(where, "symlink", ctx.findings)
+        if size == 0:
+            ctx.add("format.empty", "medium", "zero-byte file: not a model", where, None, "error")
+            return FileResult(where, "empty", ctx.findings)
+        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            fmt = scan_blob(mm, 0, size, where, ctx, top=True, mm=mm)
+    except LimitExceeded as exc:
+        ctx.add(exc.rule, "high", exc.message, where, None, "suspicious")
+    except OSError as exc:
+        ctx.add("scan.unreadable", "high", f"cannot read file: {exc.strerror or exc}", where, None, "error")
+    except Exception as exc:  # a scanner bug must never report a file as safe
+        ctx.add("scan.internal", "high", f"scanner failed: {type(exc).__name__}: {exc}", where, None, "error")
+    return FileResult(where, fmt, ctx.findings)
+
+
+def _check_symlink(path: Path, root: Path, ctx: Context) -> None:
+    target = path.resolve()
+    base = (root if root.is_dir() else root.parent).resolve()
+    if not target.is_relative_to(base):
+        ctx.add("path.symlink", "high", f"symlink points outside the scanned tree, to {target}", str(path), None, "malicious")
+
+
+def scan_nested(payload: bytes, where: str, ctx: Context) -> None:
+    """Scan bytes handed to a loader inside a pickle as a file of their own."""
+    ctx.deeper()
+    try:
+        scan_blob(payload, 0, len(payload), where, ctx, top=False)
+    finally:
+        ctx.shallower()
+
+
+def scan_blob(data: Any, start: int, end: int, where: str, ctx: Context, *, top: bool, mm: Any = None, name: str = "") -> str:
+    """Recognise `data[start:end]` by content, scan it, and return the format name."""
+    ctx.deadline.check()
+    kind = sniff(data, start, end)
+    if kind in ("pickle", "unknown"):
+        strict = kind == "pickle" or name.endswith((".pkl", ".pickle"))
+        fmt = scan_pickle_region(data, start, end, where, ctx, strict=strict, mm=mm)
+        if fmt == "unknown" and top:
+            _unknown(data, start, end, where, ctx)
+        return fmt
+    from bastion.integrity.scan import formats
+
+    handler = formats.HANDLERS[kind]
+    handler(data, start, end, where, ctx)
+    return kind
+
+
+def _unknown(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
+    """Text is inert; binary content we cannot recognise is reported as unscannable."""
+    head = bytes(data[start : min(end, start + 4096)])
+    try:
+        head.decode("utf-8")
+        is_text = b"\x00" not in head
+    except UnicodeDecodeError as exc:
+        is_text = exc.start > len(head) - 4 and b"\x00" not in head
+    if is_text:
+        ctx.add("format.text", "info", "plain text, not a model format; nothing in it runs on load", where, None, "none")
+    else:
+        ctx.add("format.unknown", "medium", "content matches no model or archive format; it could not be scanned", where, None, "error")
+
+
+def scan_pickle_region(data: Any, start: int, end: int, where: str, ctx: Context, *, strict: bool, mm: Any = None) -> str:
+    """Every pickle stream in the region, in order; findings before a parse error are kept.
+
+    `strict` says the region is known to be a pickle (a parse error there means the file
+    could not be fully scanned). Otherwise a region that fails before importing or
+    calling anything is simply not a pickle.
+    """
+    machine = PickleMachine(data, start, end, ctx, where)
+    if mm is not None:
+        machine.release = _releaser(mm)
+    streams = 0
+    legacy = False
+    fmt = "pickle"
+    while machine.pos < end:
+        stream_start = machine.pos
+        before = (machine.imports, machine.calls)
+        try:
+            value = machine.run_stream()
+        except ParseError as exc:
+            acted = (machine.imports, machine.calls) != before
+            if streams == 0 and not acted and not strict:
+                return "unknown"
+            if streams == 0 or acted:
+                ctx.add("pickle.parse_error", "medium", f"pickle stream {streams + 1} is malformed at offset {exc.pos}: {exc}; CPython stops there too", f"{where}@{exc.pos}", None, "error" if streams == 0 else "suspicious")
+            else:
+                ctx.add("pickle.trailing_data", "info", f"{end - stream_start} bytes after the last pickle stream are not a pickle", f"{where}@{stream_start}", None, "none")
+            break
+        streams += 1
+        if streams == 1 and value == TORCH_LEGACY_MAGIC and isinstance(value, int):
+            legacy, fmt = True, "pytorch-legacy"
+        if legacy and streams == 5:
+            break  # raw storage bytes follow the five pickles of the legacy format
+        if streams >= ctx.limits.max_streams:
+            raise LimitExceeded("limit.streams", f"more than {ctx.limits.max_streams} concatenated pickle streams")
+    if streams > 1 and not legacy:
+        ctx.add("pickle.concatenated", "low", f"{streams} concatenated pickle streams; all were scanned", where, None, "none")
+    return fmt
+
+
+def _releaser(mm: Any) -> Any:
+    """Drop already-scanned pages of a mapped file so resident memory stays flat."""
+    state = {"done": 0}
+
+    def release(pos: int) -> None:
+        upto = (pos // mmap.PAGESIZE) * mmap.PAGESIZE
+        if upto - state["done"] >= _RELEASE_STEP and hasattr(mm, "madvise"):
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, state["done"], upto - state["done"])
+            state["done"] = upto
+
+    return release

@@ -1,0 +1,42 @@
+"""Resource limits that keep a hostile file from exhausting memory or time."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Ceilings per scanned file; exceeding one is a finding, never a crash or a hang."""
+
+    max_seconds: float = 300.0
+    max_decompressed: int = 8 << 30
+    max_depth: int = 6
+    max_members: int = 100_000
+    max_memo: int = 2_000_000
+    max_stack: int = 2_000_000
+    max_marks: int = 200_000
+    max_streams: int = 256
+    max_nested_pickle: int = 256 << 20
+
+
+class LimitExceeded(Exception):
+    """Raised inside a scanner; the engine turns it into a `limit.*` finding."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.message = message
+
+
+class Deadline:
+    """Wall-clock budget for one top-level file."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.end:
+            raise LimitExceeded("limit.time", f"scan took longer than {self.seconds:g} s; the rest of the file was not scanned")

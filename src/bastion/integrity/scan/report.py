@@ -1,0 +1,144 @@
+"""Scan results: findings, per-file verdicts and the report, plus JSON and SARIF renderings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Verdict = Literal["safe", "suspicious", "malicious", "error"]
+Level = Literal["info", "low", "medium", "high", "critical"]
+
+# What each finding means for the file's verdict; "error" means the file was not fully scanned.
+Effect = Literal["none", "suspicious", "malicious", "error"]
+
+_VERDICT_RANK: dict[str, int] = {"safe": 0, "suspicious": 1, "error": 2, "malicious": 3}
+
+
+@dataclass(frozen=True)
+class ScanFinding:
+    """One observation about a file: which rule fired, where, and about which global (if any)."""
+
+    rule: str
+    severity: Level
+    message: str
+    location: str = ""
+    global_: str | None = None
+    effect: Effect = "suspicious"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "message": self.message,
+            "location": self.location,
+            "global": self.global_,
+        }
+
+
+@dataclass
+class FileResult:
+    """The verdict for one file (or archive member, named `archive!member`)."""
+
+    path: str
+    format: str
+    findings: list[ScanFinding] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        worst: Verdict = "safe"
+        for finding in self.findings:
+            if finding.effect != "none" and _VERDICT_RANK[finding.effect] > _VERDICT_RANK[worst]:
+                worst = finding.effect  # type: ignore[assignment]
+        return worst
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "format": self.format,
+            "verdict": self.verdict,
+            "findings": [f.to_dict() for f in self.findings],
+        }
+
+
+@dataclass
+class ScanReport:
+    """Every scanned file with its verdict; `safe` only when every file is safe."""
+
+    files: list[FileResult] = field(default_factory=list)
+    policy: str = "default"
+
+    @property
+    def safe(self) -> bool:
+        return bool(self.files) and all(f.verdict == "safe" for f in self.files)
+
+    @property
+    def verdict(self) -> Verdict:
+        worst: Verdict = "safe"
+        for result in self.files:
+            if _VERDICT_RANK[result.verdict] > _VERDICT_RANK[worst]:
+                worst = result.verdict
+        return worst
+
+    @property
+    def exit_code(self) -> int:
+        """0 all safe; 2 any file could not be scanned; otherwise 1 if anything was found."""
+        verdicts = {f.verdict for f in self.files}
+        if "error" in verdicts or not self.files:
+            return 2
+        return 1 if verdicts & {"suspicious", "malicious"} else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tool": "bastion-scan",
+            "policy": self.policy,
+            "safe": self.safe,
+            "files": [f.to_dict() for f in self.files],
+        }
+
+
+_SARIF_LEVEL = {"info": "note", "low": "note", "medium": "warning", "high": "error", "critical": "error"}
+
+
+def to_sarif(report: ScanReport, version: str) -> dict[str, Any]:
+    """SARIF 2.1.0 log: one rule per rule id, one result per finding."""
+    rules: dict[str, dict[str, Any]] = {}
+    results: list[dict[str, Any]] = []
+    for file in report.files:
+        uri = file.path.split("!", 1)[0]
+        for finding in file.findings:
+            rules.setdefault(
+                finding.rule,
+                {"id": finding.rule, "shortDescription": {"text": finding.rule.replace(".", " ")}},
+            )
+            results.append(
+                {
+                    "ruleId": finding.rule,
+                    "level": _SARIF_LEVEL[finding.severity],
+                    "message": {"text": f"{file.path}: {finding.message}"},
+                    "locations": [{"physicalLocation": {"artifactLocation": {"uri": uri}}}],
+                    "properties": {
+                        "verdict": file.verdict,
+                        "format": file.format,
+                        "location": finding.location,
+                        "global": finding.global_,
+                    },
+                }
+            )
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "bastion-scan",
+                        "version": version,
+                        "informationUri": "https://github.com/bastion-ml/bastion",
+                        "rules": list(rules.values()),
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+

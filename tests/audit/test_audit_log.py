@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from audit_ref import mth, path
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bastion.audit import (
     AuditRecordError,
@@ -78,7 +78,9 @@ def test_append_returns_only_after_commit(home: Path) -> None:
             index = await log.append(_record(i))
             # a separate connection (another process would see the same) already sees it
             with sqlite3.connect(home / "audit.sqlite3") as other:
-                row = other.execute("SELECT record FROM audit_leaves WHERE idx = ?", (index,)).fetchone()
+                row = other.execute(
+                    "SELECT record FROM audit_leaves WHERE idx = ?", (index,)
+                ).fetchone()
             assert row is not None and json.loads(row[0])["seq"] == index
 
     asyncio.run(run())
@@ -132,7 +134,9 @@ def test_checkpoints_are_signed_and_proofs_verify_against_them(home: Path) -> No
             p = log.inclusion_proof(index, cp.tree_size)
             assert p.path == path(index, entries[: cp.tree_size])
             assert p.root_hash == cp.root_hash
-            assert verify_inclusion(leaf_hash(entries[index]), index, cp.tree_size, p.path, cp.root_hash)
+            assert verify_inclusion(
+                leaf_hash(entries[index]), index, cp.tree_size, p.path, cp.root_hash
+            )
     c = log.consistency_proof(11, 37)
     assert verify_consistency(11, 37, cp11.root_hash, cp37.root_hash, c.path)
     # a checkpoint survives a JSON round trip and still verifies
@@ -251,5 +255,7 @@ def test_export_jsonl_roundtrips_to_the_signed_root(home: Path, tmp_path: Path) 
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     entries = [canonical_json(line["record"]) for line in lines]
     assert [line["index"] for line in lines] == list(range(13))
-    assert all(leaf_hash(e).hex() == line["leaf_hash"] for e, line in zip(entries, lines, strict=True))
+    assert all(
+        leaf_hash(e).hex() == line["leaf_hash"] for e, line in zip(entries, lines, strict=True)
+    )
     assert mth(entries) == cp.root_hash

@@ -105,7 +105,9 @@ def test_inclusion_proofs_match_reference_and_verify(size: int) -> None:
         assert verify_inclusion(leaf, index, size, got, root)
         # every way of lying fails
         assert not verify_inclusion(leaf_hash(b"forged"), index, size, got, root)
-        assert not verify_inclusion(leaf, index, size, got, mth(ENTRIES[: size - 1]) if size > 1 else b"x")
+        assert not verify_inclusion(
+            leaf, index, size, got, mth(ENTRIES[: size - 1]) if size > 1 else b"x"
+        )
         if size > 1:
             assert not verify_inclusion(leaf, (index + 1) % size, size, got, root)
             assert not verify_inclusion(leaf, index, size, got[:-1], root)

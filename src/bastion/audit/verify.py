@@ -52,6 +52,10 @@ class _Problems(list[tuple[int | None, str]]):
         if len(self) < MAX_PROBLEMS:
             self.append((index, message))
 
+    def located(self) -> bool:
+        """True once a problem points at a leaf."""
+        return any(index is not None for index, _ in self)
+
 
 def _check_leaf(index: int, text: str, stored: bytes, problems: _Problems) -> bytes:
     """The recomputed leaf hash of stored row `index`, noting what is wrong with the row."""
@@ -97,29 +101,35 @@ def verify_store(
         sizes = sorted(valid)
         frontier = Frontier()
         last_good = 0
+        expected = 0
 
         def check_checkpoints() -> None:
+            """Compare the recomputed root with checkpoints at this size.
+
+            Only the first mismatch is reported, and only when no leaf-level problem
+            already explains it: every later root inherits the same damage.
+            """
             nonlocal last_good
+            if frontier.size not in valid:
+                return
             root = frontier.root()
-            for cp in valid.get(frontier.size, ()):
-                if cp.root_hash != root:
-                    problems.add(
-                        last_good,
-                        f"leaves {last_good}..{cp.tree_size - 1} do not match the checkpoint "
-                        f"signed at size {cp.tree_size}: a record in that range was altered, "
-                        "inserted, removed or reordered",
-                    )
-                    return
-            if frontier.size in valid:
+            if all(cp.root_hash == root for cp in valid[frontier.size]):
                 last_good = frontier.size
+            elif not problems.located():
+                problems.add(
+                    last_good,
+                    f"leaves {last_good}..{frontier.size - 1} do not match the checkpoint "
+                    f"signed at size {frontier.size}: a record in that range was altered, "
+                    "inserted, removed or reordered",
+                )
 
         check_checkpoints()
         for index, text, stored in store.leaves(conn):
-            if index != frontier.size:
+            if index != expected:
                 problems.add(
-                    frontier.size,
-                    f"leaf {frontier.size} is missing (the next stored leaf is {index})",
+                    expected, f"leaf {expected} is missing (the next stored leaf is {index})"
                 )
+            expected = index + 1
             frontier.append(_check_leaf(index, text, stored, problems))
             check_checkpoints()
 
@@ -133,11 +143,15 @@ def verify_store(
             size,
             f"the log was truncated: a checkpoint signs {sizes[-1]} leaves, the log holds {size}",
         )
-    if frontier.root() != head.root or frontier.to_bytes() != head.frontier:
-        problems.add(last_good, "the stored tree head does not match the leaves")
     if size and not sizes:
         problems.add(
             0, f"the log holds {size} leaves but no valid signed checkpoint (checkpoints deleted?)"
+        )
+    if not problems.located() and (
+        frontier.root() != head.root or frontier.to_bytes() != head.frontier
+    ):
+        problems.add(
+            last_good, f"the stored tree head does not match leaves {last_good}..{size - 1}"
         )
     latest = max(
         (cp for cps in valid.values() for cp in cps),

@@ -14,10 +14,18 @@ def register(app: typer.Typer) -> None:
 def scan_command(
     paths: list[Path] = typer.Argument(..., help="Files or directories (scanned recursively)."),
     fmt: str = typer.Option("text", "--format", help="text, json or sarif."),
-    policy: str = typer.Option("default", "--policy", help="default, or strict (unknown imports are malicious)."),
-    allow: list[str] = typer.Option([], "--allow", help="Allow MODULE:NAME (or MODULE:*) for this run; repeatable."),
-    allowlist: list[Path] = typer.Option([], "--allowlist", help="TOML/JSON file with [allow] globals = [...]; repeatable."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the report here instead of stdout."),
+    policy: str = typer.Option(
+        "default", "--policy", help="default, or strict (unknown imports are malicious)."
+    ),
+    allow: list[str] = typer.Option(
+        [], "--allow", help="Allow MODULE:NAME (or MODULE:*) for this run; repeatable."
+    ),
+    allowlist: list[Path] = typer.Option(
+        [], "--allowlist", help="TOML/JSON file with [allow] globals = [...]; repeatable."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write the report here instead of stdout."
+    ),
 ) -> None:
     """Scan model files; exit 0 all safe, 1 suspicious or malicious found, 2 a file could not be scanned."""
     import json
@@ -55,7 +63,13 @@ def _render_text(report: object) -> str:
         for f in file.findings:
             if f.effect == "none" and file.verdict == "safe":
                 continue
-            lines.append(f"    {f.severity:<8} {f.rule}: {f.message}" + (f"  ({f.location})" if f.location and f.location != file.path else ""))
-    counts = {v: sum(1 for f in report.files if f.verdict == v) for v in ("safe", "suspicious", "malicious", "error")}
+            lines.append(
+                f"    {f.severity:<8} {f.rule}: {f.message}"
+                + (f"  ({f.location})" if f.location and f.location != file.path else "")
+            )
+    counts = {
+        v: sum(1 for f in report.files if f.verdict == v)
+        for v in ("safe", "suspicious", "malicious", "error")
+    }
     lines.append(f"{len(report.files)} files: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
     return "\n".join(lines)

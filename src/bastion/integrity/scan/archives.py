@@ -39,7 +39,14 @@ def check_member_name(name: str, where: str, ctx: Context) -> None:
     """Archive members must not escape the extraction directory."""
     norm = name.replace("\\", "/")
     if norm.startswith("/") or (len(norm) > 1 and norm[1] == ":") or ".." in norm.split("/"):
-        ctx.add("archive.path_traversal", "critical", f"member name {name!r} escapes the extraction directory", where, None, "malicious")
+        ctx.add(
+            "archive.path_traversal",
+            "critical",
+            f"member name {name!r} escapes the extraction directory",
+            where,
+            None,
+            "malicious",
+        )
 
 
 # ---- compressed streams ------------------------------------------------------------------
@@ -84,7 +91,7 @@ def inflate(kind: str, data: Any, start: int, end: int, ctx: Context) -> Inflate
         while True:
             if dec.eof:
                 rest = dec.unused_data
-                if kind not in _MULTISTREAM or not rest.strip(b"\x00") and pos >= end:
+                if kind not in _MULTISTREAM or (not rest.strip(b"\x00") and pos >= end):
                     break
                 dec = _DECOMPRESSORS[kind]()
                 out = dec.decompress(rest)
@@ -122,7 +129,14 @@ def scan_compressed(kind: str) -> Callable[[Any, int, int, str, Context], None]:
         out = inflate(kind, data, start, end, ctx)
         try:
             if out.error:
-                ctx.add("archive.corrupt", "medium", f"{kind}: {out.error}; the {out.size} bytes recovered were scanned", where, None, "error")
+                ctx.add(
+                    "archive.corrupt",
+                    "medium",
+                    f"{kind}: {out.error}; the {out.size} bytes recovered were scanned",
+                    where,
+                    None,
+                    "error",
+                )
             if out.size:
                 scan_member(out.data, 0, out.size, f"{where}!{kind}", ctx)
         finally:
@@ -133,7 +147,14 @@ def scan_compressed(kind: str) -> Callable[[Any, int, int, str, Context], None]:
 
 def scan_unsupported(kind: str, fix: str) -> Callable[[Any, int, int, str, Context], None]:
     def handler(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
-        ctx.add("archive.unscannable", "high", f"{kind} archive cannot be scanned ({fix})", where, None, "error")
+        ctx.add(
+            "archive.unscannable",
+            "high",
+            f"{kind} archive cannot be scanned ({fix})",
+            where,
+            None,
+            "error",
+        )
 
     return handler
 
@@ -148,23 +169,46 @@ def scan_tar(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
         if header == b"\x00" * 512:
             break
         if header[257:262] != b"ustar" and not _tar_checksum_ok(header):
-            ctx.add("archive.corrupt", "medium", f"tar header at offset {pos - start} is invalid", where, None, "error")
+            ctx.add(
+                "archive.corrupt",
+                "medium",
+                f"tar header at offset {pos - start} is invalid",
+                where,
+                None,
+                "error",
+            )
             return
         try:
             size = int(header[124:136].split(b"\x00", 1)[0].strip() or b"0", 8)
         except ValueError:
-            ctx.add("archive.corrupt", "medium", f"tar size field at offset {pos - start} is invalid", where, None, "error")
+            ctx.add(
+                "archive.corrupt",
+                "medium",
+                f"tar size field at offset {pos - start} is invalid",
+                where,
+                None,
+                "error",
+            )
             return
         kind = header[156:157]
         name = long_name or _tar_name(header)
         long_name = ""
         body = pos + 512
         if body + size > end:
-            ctx.add("archive.corrupt", "medium", f"tar member {name!r} is truncated", where, None, "error")
+            ctx.add(
+                "archive.corrupt",
+                "medium",
+                f"tar member {name!r} is truncated",
+                where,
+                None,
+                "error",
+            )
             size = max(0, end - body)
         if kind in (b"L", b"x", b"g"):
             if kind == b"L":
-                long_name = bytes(data[body : body + size]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+                long_name = (
+                    bytes(data[body : body + size]).split(b"\x00", 1)[0].decode("utf-8", "replace")
+                )
             elif kind == b"x":
                 long_name = _pax_path(bytes(data[body : body + size])) or ""
         else:
@@ -227,10 +271,26 @@ def scan_zip(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
         lname, method, flags, csize, data_start = local
         if pos - base not in seen:
             if central:
-                ctx.add("zip.hidden_entry", "high", f"local entry {lname!r} is not in the central directory", f"{where}!{lname}", None, "suspicious")
+                ctx.add(
+                    "zip.hidden_entry",
+                    "high",
+                    f"local entry {lname!r} is not in the central directory",
+                    f"{where}!{lname}",
+                    None,
+                    "suspicious",
+                )
             if csize == 0 and flags & 8:
                 break
-            _scan_entry(data, start, end, base, _Entry(lname, method, flags, csize, csize if method == 0 else -1, pos - base), where, ctx, seen)
+            _scan_entry(
+                data,
+                start,
+                end,
+                base,
+                _Entry(lname, method, flags, csize, csize if method == 0 else -1, pos - base),
+                where,
+                ctx,
+                seen,
+            )
         else:
             entry_size = next((e.csize for e in central if e.offset == pos - base), csize)
             csize = entry_size
@@ -239,24 +299,32 @@ def scan_zip(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
         pos = data_start + csize
 
 
-def _central_directory(data: Any, start: int, end: int, where: str, ctx: Context) -> tuple[list[_Entry], int]:
+def _central_directory(
+    data: Any, start: int, end: int, where: str, ctx: Context
+) -> tuple[list[_Entry], int]:
     tail_start = max(start, end - 65557)
     tail = bytes(data[tail_start:end])
     idx = tail.rfind(b"PK\x05\x06")
     if idx < 0 or idx + 22 > len(tail):
         if bytes(data[start : start + 4]) == b"PK\x03\x04":
-            ctx.add("zip.no_central_directory", "medium", "zip has no end-of-central-directory record (truncated?); local entries were scanned", where, None, "error")
+            ctx.add(
+                "zip.no_central_directory",
+                "medium",
+                "zip has no end-of-central-directory record (truncated?); local entries were scanned",
+                where,
+                None,
+                "error",
+            )
         return [], start
     eocd = tail_start + idx
     count, cd_size, cd_offset = struct.unpack_from("<HII", tail, idx + 10)
-    if 0xFFFFFFFF in (cd_size, cd_offset) or count == 0xFFFF:
-        loc = eocd - 20
-        if loc >= start and bytes(data[loc : loc + 4]) == b"PK\x06\x07":
-            (z64,) = struct.unpack_from("<Q", bytes(data[loc + 8 : loc + 16]))
-            z64 += start
-            if start <= z64 and z64 + 56 <= end and bytes(data[z64 : z64 + 4]) == b"PK\x06\x06":
-                count, cd_size, cd_offset = struct.unpack_from("<QQQ", bytes(data[z64 + 32 : z64 + 56]))
-                eocd = z64
+    loc = eocd - 20
+    if loc >= start and bytes(data[loc : loc + 4]) == b"PK\x06\x07":  # zip64 locator
+        (z64,) = struct.unpack_from("<Q", bytes(data[loc + 8 : loc + 16]))
+        z64 = loc - 56 if bytes(data[loc - 56 : loc - 52]) == b"PK\x06\x06" else start + z64
+        if start <= z64 and z64 + 56 <= end and bytes(data[z64 : z64 + 4]) == b"PK\x06\x06":
+            count, cd_size, cd_offset = struct.unpack_from("<QQQ", bytes(data[z64 + 32 : z64 + 56]))
+            eocd = z64
     base = start + max(0, eocd - start - cd_size - cd_offset)  # bytes prepended to the archive
     entries: list[_Entry] = []
     pos = base + cd_offset
@@ -266,7 +334,9 @@ def _central_directory(data: Any, start: int, end: int, where: str, ctx: Context
         csize, usize = struct.unpack_from("<II", rec, 20)
         nlen, xlen, clen = struct.unpack_from("<HHH", rec, 28)
         (offset,) = struct.unpack_from("<I", rec, 42)
-        name = bytes(data[pos + 46 : pos + 46 + nlen]).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+        name = bytes(data[pos + 46 : pos + 46 + nlen]).decode(
+            "utf-8" if flags & 0x800 else "cp437", "replace"
+        )
         extra = bytes(data[pos + 46 + nlen : pos + 46 + nlen + xlen])
         usize, csize, offset = _zip64(extra, usize, csize, offset)
         entries.append(_Entry(name, method, flags, csize, usize, offset))
@@ -299,44 +369,105 @@ def _local(data: Any, pos: int, end: int) -> tuple[str, int, int, int, int] | No
     flags, method = struct.unpack_from("<HH", rec, 6)
     csize, usize = struct.unpack_from("<II", rec, 18)
     nlen, xlen = struct.unpack_from("<HH", rec, 26)
-    name = bytes(data[pos + 30 : pos + 30 + nlen]).decode("utf-8" if flags & 0x800 else "cp437", "replace")
+    name = bytes(data[pos + 30 : pos + 30 + nlen]).decode(
+        "utf-8" if flags & 0x800 else "cp437", "replace"
+    )
     extra = bytes(data[pos + 30 + nlen : pos + 30 + nlen + xlen])
     usize, csize, _ = _zip64(extra, usize, csize, 0)
     return name, method, flags, csize, pos + 30 + nlen + xlen
 
 
-def _scan_entry(data: Any, start: int, end: int, base: int, entry: _Entry, where: str, ctx: Context, seen: set[int]) -> None:
+def _scan_entry(
+    data: Any,
+    start: int,
+    end: int,
+    base: int,
+    entry: _Entry,
+    where: str,
+    ctx: Context,
+    seen: set[int],
+) -> None:
     label = f"{where}!{entry.name}"
     check_member_name(entry.name, label, ctx)
     local_pos = base + entry.offset
-    local = _local(data, local_pos, end) if bytes(data[local_pos : local_pos + 4]) == b"PK\x03\x04" else None
+    local = (
+        _local(data, local_pos, end)
+        if bytes(data[local_pos : local_pos + 4]) == b"PK\x03\x04"
+        else None
+    )
     if local is None:
-        ctx.add("zip.bad_local_header", "medium", f"member {entry.name!r} has no local header at its offset", label, None, "error")
+        ctx.add(
+            "zip.bad_local_header",
+            "medium",
+            f"member {entry.name!r} has no local header at its offset",
+            label,
+            None,
+            "error",
+        )
         return
     seen.add(entry.offset)
     lname, _, _, _, data_start = local
     if lname != entry.name:
         check_member_name(lname, label, ctx)
-        ctx.add("zip.name_mismatch", "high", f"member is {entry.name!r} in the central directory but {lname!r} in its local header; scanned once, reported under both", f"{label} (local: {lname})", None, "suspicious")
+        ctx.add(
+            "zip.name_mismatch",
+            "high",
+            f"member is {entry.name!r} in the central directory but {lname!r} in its local header; scanned once, reported under both",
+            f"{label} (local: {lname})",
+            None,
+            "suspicious",
+        )
     data_end = min(end, data_start + entry.csize)
     if entry.name.endswith("/") and entry.csize == 0:
         return
     if entry.method == 0:
         fmt = scan_member(data, data_start, data_end, label, ctx, entry.name)
         if entry.flags & 1 and fmt == "unknown":
-            ctx.add("archive.encrypted", "high", f"member {entry.name!r} is password-protected and cannot be scanned", label, None, "error")
+            ctx.add(
+                "archive.encrypted",
+                "high",
+                f"member {entry.name!r} is password-protected and cannot be scanned",
+                label,
+                None,
+                "error",
+            )
     elif entry.method == 8:
         out = inflate("deflate", data, data_start, data_end, ctx)
         try:
             if out.error and entry.flags & 1:
-                ctx.add("archive.encrypted", "high", f"member {entry.name!r} is password-protected and cannot be scanned", label, None, "error")
+                ctx.add(
+                    "archive.encrypted",
+                    "high",
+                    f"member {entry.name!r} is password-protected and cannot be scanned",
+                    label,
+                    None,
+                    "error",
+                )
                 return
             if out.error:
-                ctx.add("archive.corrupt", "medium", f"member {entry.name!r}: {out.error}; recovered bytes were scanned", label, None, "error")
+                ctx.add(
+                    "archive.corrupt",
+                    "medium",
+                    f"member {entry.name!r}: {out.error}; recovered bytes were scanned",
+                    label,
+                    None,
+                    "error",
+                )
             if out.size:
                 scan_member(out.data, 0, out.size, label, ctx, entry.name)
         finally:
             out.close()
     else:
-        rule, what = ("archive.encrypted", "is password-protected") if entry.flags & 1 else ("archive.unscannable", f"uses compression method {entry.method}")
-        ctx.add(rule, "high", f"member {entry.name!r} {what} and cannot be scanned", label, None, "error")
+        rule, what = (
+            ("archive.encrypted", "is password-protected")
+            if entry.flags & 1
+            else ("archive.unscannable", f"uses compression method {entry.method}")
+        )
+        ctx.add(
+            rule,
+            "high",
+            f"member {entry.name!r} {what} and cannot be scanned",
+            label,
+            None,
+            "error",
+        )

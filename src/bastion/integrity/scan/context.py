@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.integrity.scan.limits import Deadline, Limits, LimitExceeded
+from bastion.integrity.scan.limits import Deadline, LimitExceeded, Limits
 from bastion.integrity.scan.policy import Policy
 from bastion.integrity.scan.report import Effect, Level, ScanFinding
 
@@ -53,12 +53,16 @@ class Context:
     def count_member(self) -> None:
         self.members += 1
         if self.members > self.limits.max_members:
-            raise LimitExceeded("limit.members", f"more than {self.limits.max_members} archive members")
+            raise LimitExceeded(
+                "limit.members", f"more than {self.limits.max_members} archive members"
+            )
 
     def deeper(self) -> Context:
         """The same context one nesting level down (archives in archives, nested pickles)."""
         if self.depth + 1 > self.limits.max_depth:
-            raise LimitExceeded("limit.depth", f"containers nested deeper than {self.limits.max_depth} levels")
+            raise LimitExceeded(
+                "limit.depth", f"containers nested deeper than {self.limits.max_depth} levels"
+            )
         self.depth += 1
         return self
 

@@ -59,7 +59,9 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileResult:
     """Scan one file; every failure becomes a finding, never an exception."""
-    ctx = Context(policy=policy, limits=limits, deadline=Deadline(limits.max_seconds), nested=scan_nested)
+    ctx = Context(
+        policy=policy, limits=limits, deadline=Deadline(limits.max_seconds), nested=scan_nested
+    )
     where = str(path)
     fmt = "unknown"
     if path.is_symlink():
@@ -71,14 +73,31 @@ def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileRes
         if size == 0:
             ctx.add("format.empty", "medium", "zero-byte file: not a model", where, None, "error")
             return FileResult(where, "empty", ctx.findings)
-        with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        with (
+            open(path, "rb") as handle,
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mm,
+        ):
             fmt = scan_blob(mm, 0, size, where, ctx, top=True, mm=mm)
     except LimitExceeded as exc:
         ctx.add(exc.rule, "high", exc.message, where, None, "suspicious")
     except OSError as exc:
-        ctx.add("scan.unreadable", "high", f"cannot read file: {exc.strerror or exc}", where, None, "error")
+        ctx.add(
+            "scan.unreadable",
+            "high",
+            f"cannot read file: {exc.strerror or exc}",
+            where,
+            None,
+            "error",
+        )
     except Exception as exc:  # a scanner bug must never report a file as safe
-        ctx.add("scan.internal", "high", f"scanner failed: {type(exc).__name__}: {exc}", where, None, "error")
+        ctx.add(
+            "scan.internal",
+            "high",
+            f"scanner failed: {type(exc).__name__}: {exc}",
+            where,
+            None,
+            "error",
+        )
     return FileResult(where, fmt, ctx.findings)
 
 
@@ -86,7 +105,14 @@ def _check_symlink(path: Path, root: Path, ctx: Context) -> None:
     target = path.resolve()
     base = (root if root.is_dir() else root.parent).resolve()
     if not target.is_relative_to(base):
-        ctx.add("path.symlink", "high", f"symlink points outside the scanned tree, to {target}", str(path), None, "malicious")
+        ctx.add(
+            "path.symlink",
+            "high",
+            f"symlink points outside the scanned tree, to {target}",
+            str(path),
+            None,
+            "malicious",
+        )
 
 
 def scan_nested(payload: bytes, where: str, ctx: Context) -> None:
@@ -98,7 +124,17 @@ def scan_nested(payload: bytes, where: str, ctx: Context) -> None:
         ctx.shallower()
 
 
-def scan_blob(data: Any, start: int, end: int, where: str, ctx: Context, *, top: bool, mm: Any = None, name: str = "") -> str:
+def scan_blob(
+    data: Any,
+    start: int,
+    end: int,
+    where: str,
+    ctx: Context,
+    *,
+    top: bool,
+    mm: Any = None,
+    name: str = "",
+) -> str:
     """Recognise `data[start:end]` by content, scan it, and return the format name."""
     ctx.deadline.check()
     kind = sniff(data, start, end)
@@ -110,8 +146,10 @@ def scan_blob(data: Any, start: int, end: int, where: str, ctx: Context, *, top:
         return fmt
     from bastion.integrity.scan import formats
 
-    handler = formats.HANDLERS[kind]
-    handler(data, start, end, where, ctx)
+    formats.HANDLERS[kind](data, start, end, where, ctx)
+    if kind == "zip" and bytes(data[start : start + 2]) != b"PK":
+        # a zip found by its end record only: loaders that read from the start see this prefix
+        scan_pickle_region(data, start, end, f"{where}@prefix", ctx, strict=False)
     return kind
 
 
@@ -124,12 +162,28 @@ def _unknown(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
     except UnicodeDecodeError as exc:
         is_text = exc.start > len(head) - 4 and b"\x00" not in head
     if is_text:
-        ctx.add("format.text", "info", "plain text, not a model format; nothing in it runs on load", where, None, "none")
+        ctx.add(
+            "format.text",
+            "info",
+            "plain text, not a model format; nothing in it runs on load",
+            where,
+            None,
+            "none",
+        )
     else:
-        ctx.add("format.unknown", "medium", "content matches no model or archive format; it could not be scanned", where, None, "error")
+        ctx.add(
+            "format.unknown",
+            "medium",
+            "content matches no model or archive format; it could not be scanned",
+            where,
+            None,
+            "error",
+        )
 
 
-def scan_pickle_region(data: Any, start: int, end: int, where: str, ctx: Context, *, strict: bool, mm: Any = None) -> str:
+def scan_pickle_region(
+    data: Any, start: int, end: int, where: str, ctx: Context, *, strict: bool, mm: Any = None
+) -> str:
     """Every pickle stream in the region, in order; findings before a parse error are kept.
 
     `strict` says the region is known to be a pickle (a parse error there means the file
@@ -152,9 +206,23 @@ def scan_pickle_region(data: Any, start: int, end: int, where: str, ctx: Context
             if streams == 0 and not acted and not strict:
                 return "unknown"
             if streams == 0 or acted:
-                ctx.add("pickle.parse_error", "medium", f"pickle stream {streams + 1} is malformed at offset {exc.pos}: {exc}; CPython stops there too", f"{where}@{exc.pos}", None, "error" if streams == 0 else "suspicious")
+                ctx.add(
+                    "pickle.parse_error",
+                    "medium",
+                    f"pickle stream {streams + 1} is malformed at offset {exc.pos}: {exc}; CPython stops there too",
+                    f"{where}@{exc.pos}",
+                    None,
+                    "error" if streams == 0 else "suspicious",
+                )
             else:
-                ctx.add("pickle.trailing_data", "info", f"{end - stream_start} bytes after the last pickle stream are not a pickle", f"{where}@{stream_start}", None, "none")
+                ctx.add(
+                    "pickle.trailing_data",
+                    "info",
+                    f"{end - stream_start} bytes after the last pickle stream are not a pickle",
+                    f"{where}@{stream_start}",
+                    None,
+                    "none",
+                )
             break
         streams += 1
         if streams == 1 and value == TORCH_LEGACY_MAGIC and isinstance(value, int):
@@ -162,9 +230,18 @@ def scan_pickle_region(data: Any, start: int, end: int, where: str, ctx: Context
         if legacy and streams == 5:
             break  # raw storage bytes follow the five pickles of the legacy format
         if streams >= ctx.limits.max_streams:
-            raise LimitExceeded("limit.streams", f"more than {ctx.limits.max_streams} concatenated pickle streams")
+            raise LimitExceeded(
+                "limit.streams", f"more than {ctx.limits.max_streams} concatenated pickle streams"
+            )
     if streams > 1 and not legacy:
-        ctx.add("pickle.concatenated", "low", f"{streams} concatenated pickle streams; all were scanned", where, None, "none")
+        ctx.add(
+            "pickle.concatenated",
+            "low",
+            f"{streams} concatenated pickle streams; all were scanned",
+            where,
+            None,
+            "none",
+        )
     return fmt
 
 

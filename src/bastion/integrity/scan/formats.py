@@ -32,16 +32,32 @@ def scan_npy(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
     hlen = int.from_bytes(bytes(data[start + 8 : start + 8 + width]), "little")
     body = start + 8 + width + hlen
     if hlen > 1 << 20 or body > end:
-        ctx.add("npy.header", "medium", f".npy header length {hlen} is invalid", where, None, "error")
+        ctx.add(
+            "npy.header", "medium", f".npy header length {hlen} is invalid", where, None, "error"
+        )
         return
     try:
         header = ast.literal_eval(bytes(data[start + 8 + width : body]).decode("latin-1"))
         descr = header["descr"]
     except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError):
-        ctx.add("npy.header", "medium", ".npy header is not a valid dictionary literal", where, None, "error")
+        ctx.add(
+            "npy.header",
+            "medium",
+            ".npy header is not a valid dictionary literal",
+            where,
+            None,
+            "error",
+        )
         return
     if _has_object(descr):
-        ctx.add("npy.object_dtype", "medium", "array has object dtype: its data is a pickle (numpy.load needs allow_pickle=True)", where, None, "suspicious")
+        ctx.add(
+            "npy.object_dtype",
+            "medium",
+            "array has object dtype: its data is a pickle (numpy.load needs allow_pickle=True)",
+            where,
+            None,
+            "suspicious",
+        )
         scan_pickle_region(data, body, end, f"{where}@data", ctx, strict=True)
 
 
@@ -64,7 +80,14 @@ def scan_safetensors(data: Any, start: int, end: int, where: str, ctx: Context) 
     """Header length, JSON, dtype/shape/offset consistency, overlaps, holes, trailing bytes."""
     (n,) = struct.unpack_from("<Q", bytes(data[start : start + 8]))
     if n > _ST_MAX_HEADER:
-        ctx.add("safetensors.header_size", "high", f"header length {n} exceeds the {_ST_MAX_HEADER}-byte limit", where, None, "error")
+        ctx.add(
+            "safetensors.header_size",
+            "high",
+            f"header length {n} exceeds the {_ST_MAX_HEADER}-byte limit",
+            where,
+            None,
+            "error",
+        )
         return
     dupes: list[str] = []
 
@@ -74,9 +97,18 @@ def scan_safetensors(data: Any, start: int, end: int, where: str, ctx: Context) 
         return dict(items)
 
     try:
-        header = json.loads(bytes(data[start + 8 : start + 8 + n]).decode("utf-8"), object_pairs_hook=pairs)
+        header = json.loads(
+            bytes(data[start + 8 : start + 8 + n]).decode("utf-8"), object_pairs_hook=pairs
+        )
     except (ValueError, RecursionError):
-        ctx.add("safetensors.header_json", "high", "header is not valid UTF-8 JSON", where, None, "error")
+        ctx.add(
+            "safetensors.header_json",
+            "high",
+            "header is not valid UTF-8 JSON",
+            where,
+            None,
+            "error",
+        )
         return
     bad = lambda msg: ctx.add("safetensors.inconsistent", "high", msg, where, None, "suspicious")  # noqa: E731
     if dupes:
@@ -100,7 +132,11 @@ def scan_safetensors(data: Any, start: int, end: int, where: str, ctx: Context) 
         if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
             bad(f"tensor {name!r} has an invalid shape")
             continue
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+        if not (
+            isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(isinstance(o, int) for o in offsets)
+        ):
             bad(f"tensor {name!r} has invalid data_offsets")
             continue
         begin, stop = offsets
@@ -181,19 +217,30 @@ def scan_gguf(data: Any, start: int, end: int, where: str, ctx: Context) -> None
             if "chat_template" in key and isinstance(val, str):
                 check_template(val, f"{where}#{key}", ctx)
     except (_GGUFError, struct.error) as exc:
-        ctx.add("gguf.malformed", "medium", f"GGUF metadata is malformed: {exc}", where, None, "error")
+        ctx.add(
+            "gguf.malformed", "medium", f"GGUF metadata is malformed: {exc}", where, None, "error"
+        )
 
 
 # ---- JSON configs ------------------------------------------------------------------------
 def scan_json(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
     """Tokenizer configs (chat templates, remote code) and Keras model configs."""
     if end - start > 256 << 20:
-        ctx.add("json.too_large", "medium", "JSON document larger than 256 MiB was not parsed", where, None, "error")
+        ctx.add(
+            "json.too_large",
+            "medium",
+            "JSON document larger than 256 MiB was not parsed",
+            where,
+            None,
+            "error",
+        )
         return
     try:
         doc = json.loads(bytes(data[start:end]).decode("utf-8-sig"))
     except (ValueError, RecursionError):
-        ctx.add("json.invalid", "info", "not valid JSON; no loader would accept it", where, None, "none")
+        ctx.add(
+            "json.invalid", "info", "not valid JSON; no loader would accept it", where, None, "none"
+        )
         return
     if isinstance(doc, dict):
         check_tokenizer_config(doc, where, ctx)
@@ -245,11 +292,20 @@ def scan_hdf5(data: Any, start: int, end: int, where: str, ctx: Context) -> None
                 try:
                     config = json.loads(text)
                 except ValueError:
-                    ctx.add("keras.config_json", "medium", f"HDF5 attribute {attr} is not JSON", f"{where}#{attr}", None, "suspicious")
+                    ctx.add(
+                        "keras.config_json",
+                        "medium",
+                        f"HDF5 attribute {attr} is not JSON",
+                        f"{where}#{attr}",
+                        None,
+                        "suspicious",
+                    )
                     continue
                 check_keras_config(config, f"{where}#{attr}", ctx)
     except (OSError, ValueError, KeyError) as exc:
-        ctx.add("hdf5.malformed", "medium", f"HDF5 file cannot be read: {exc}", where, None, "error")
+        ctx.add(
+            "hdf5.malformed", "medium", f"HDF5 file cannot be read: {exc}", where, None, "error"
+        )
 
 
 # ---- ONNX --------------------------------------------------------------------------------
@@ -266,21 +322,41 @@ def scan_onnx(data: Any, start: int, end: int, where: str, ctx: Context) -> None
     try:
         model.ParseFromString(bytes(data[start:end]))
     except (DecodeError, ValueError, RuntimeError) as exc:
-        ctx.add("onnx.malformed", "medium", f"ONNX protobuf does not parse: {exc}", where, None, "error")
+        ctx.add(
+            "onnx.malformed", "medium", f"ONNX protobuf does not parse: {exc}", where, None, "error"
+        )
         return
     model_dir = None if "!" in where else Path(where).resolve().parent
     local = {f.domain for f in model.functions}
     for graph in _graphs(model.graph):
-        for tensor in [*graph.initializer, *(s.values for s in graph.sparse_initializer), *(s.indices for s in graph.sparse_initializer)]:
+        for tensor in [
+            *graph.initializer,
+            *(s.values for s in graph.sparse_initializer),
+            *(s.indices for s in graph.sparse_initializer),
+        ]:
             if tensor.data_location == 1:  # EXTERNAL
                 loc = next((e.value for e in tensor.external_data if e.key == "location"), "")
                 _check_external(loc, tensor.name, model_dir, where, ctx)
         for node in graph.node:
             if node.domain not in _ONNX_DOMAINS and node.domain not in local:
-                ctx.add("onnx.custom_domain", "medium", f"operator {node.op_type!r} from domain {node.domain!r} needs a custom-op library", where, f"{node.domain}:{node.op_type}", "suspicious")
+                ctx.add(
+                    "onnx.custom_domain",
+                    "medium",
+                    f"operator {node.op_type!r} from domain {node.domain!r} needs a custom-op library",
+                    where,
+                    f"{node.domain}:{node.op_type}",
+                    "suspicious",
+                )
     for opset in model.opset_import:
         if opset.domain not in _ONNX_DOMAINS and opset.domain not in local:
-            ctx.add("onnx.custom_domain", "medium", f"imports operator set {opset.domain!r}, which needs a custom-op library", where, opset.domain, "suspicious")
+            ctx.add(
+                "onnx.custom_domain",
+                "medium",
+                f"imports operator set {opset.domain!r}, which needs a custom-op library",
+                where,
+                opset.domain,
+                "suspicious",
+            )
 
 
 def _graphs(graph: Any) -> list[Any]:
@@ -294,16 +370,32 @@ def _graphs(graph: Any) -> list[Any]:
     return out
 
 
-def _check_external(loc: str, tensor: str, model_dir: Path | None, where: str, ctx: Context) -> None:
+def _check_external(
+    loc: str, tensor: str, model_dir: Path | None, where: str, ctx: Context
+) -> None:
     pure = PurePosixPath(loc.replace("\\", "/"))
     if not loc or pure.is_absolute() or ".." in pure.parts or (len(loc) > 1 and loc[1] == ":"):
-        ctx.add("onnx.external_path", "critical", f"tensor {tensor!r} reads external data from {loc!r}, outside the model directory", where, None, "malicious")
+        ctx.add(
+            "onnx.external_path",
+            "critical",
+            f"tensor {tensor!r} reads external data from {loc!r}, outside the model directory",
+            where,
+            None,
+            "malicious",
+        )
         return
     if model_dir is None:
         return
     target = model_dir / loc
     if not target.resolve().is_relative_to(model_dir):
-        ctx.add("onnx.external_symlink", "critical", f"tensor {tensor!r} external data {loc!r} is a symlink leaving the model directory", where, None, "malicious")
+        ctx.add(
+            "onnx.external_symlink",
+            "critical",
+            f"tensor {tensor!r} external data {loc!r} is a symlink leaving the model directory",
+            where,
+            None,
+            "malicious",
+        )
 
 
 HANDLERS: dict[str, Handler] = {
@@ -314,8 +406,12 @@ HANDLERS: dict[str, Handler] = {
     "xz": archives.scan_compressed("xz"),
     "lzma": archives.scan_compressed("lzma"),
     "zlib": archives.scan_compressed("zlib"),
-    "7z": archives.scan_unsupported("7z", "no 7z reader is installed; extract it and scan the files"),
-    "lz4": archives.scan_unsupported("lz4", "no lz4 reader is installed; decompress it and scan the result"),
+    "7z": archives.scan_unsupported(
+        "7z", "no 7z reader is installed; extract it and scan the files"
+    ),
+    "lz4": archives.scan_unsupported(
+        "lz4", "no lz4 reader is installed; decompress it and scan the result"
+    ),
     "npy": scan_npy,
     "safetensors": scan_safetensors,
     "gguf": scan_gguf,

@@ -10,7 +10,15 @@ from typing import Any
 
 from bastion.integrity.scan.context import Context
 
-_KERAS_ROOTS = ("keras", "tf_keras", "tensorflow.keras", "tensorflow.python.keras", "keras_nlp", "keras_hub", "keras_cv")
+_KERAS_ROOTS = (
+    "keras",
+    "tf_keras",
+    "tensorflow.keras",
+    "tensorflow.python.keras",
+    "keras_nlp",
+    "keras_hub",
+    "keras_cv",
+)
 _CODE_CLASSES = frozenset({"Lambda", "TFOpLambda", "SlicingOpLambda"})
 
 
@@ -34,15 +42,33 @@ def check_keras_config(doc: Any, where: str, ctx: Context) -> None:
             continue
         cls = node.get("class_name")
         if cls in _CODE_CLASSES:
-            ctx.add("keras.lambda", "critical", f"{cls} layer at {path or '/'} runs serialized Python code on load", f"{where}#{path}", f"keras:{cls}", "malicious")
+            ctx.add(
+                "keras.lambda",
+                "critical",
+                f"{cls} layer at {path or '/'} runs serialized Python code on load",
+                f"{where}#{path}",
+                f"keras:{cls}",
+                "malicious",
+            )
         module = node.get("module")
         if isinstance(module, str) and module and not module.startswith(_KERAS_ROOTS):
             name = node.get("class_name") if cls != "function" else node.get("config")
             name = name if isinstance(name, str) else "?"
             _judge_reference(module, name, f"{where}#{path}", ctx)
         registered = node.get("registered_name")
-        if isinstance(registered, str) and ">" in registered and not (isinstance(module, str) and module.startswith(_KERAS_ROOTS)):
-            ctx.add("keras.custom_object", "medium", f"custom object {registered!r} needs user code to load", f"{where}#{path}", registered, "suspicious")
+        if (
+            isinstance(registered, str)
+            and ">" in registered
+            and not (isinstance(module, str) and module.startswith(_KERAS_ROOTS))
+        ):
+            ctx.add(
+                "keras.custom_object",
+                "medium",
+                f"custom object {registered!r} needs user code to load",
+                f"{where}#{path}",
+                registered,
+                "suspicious",
+            )
         stack.extend((v, f"{path}/{k}") for k, v in node.items() if isinstance(v, dict | list))
 
 
@@ -50,6 +76,20 @@ def _judge_reference(module: str, name: str, where: str, ctx: Context) -> None:
     verdict = ctx.policy.judge(module, name)
     qual = f"{module}.{name}"
     if verdict == "denied":
-        ctx.add("keras.module_reference", "critical", f"config references {qual}, a known-dangerous callable", where, qual, "malicious")
+        ctx.add(
+            "keras.module_reference",
+            "critical",
+            f"config references {qual}, a known-dangerous callable",
+            where,
+            qual,
+            "malicious",
+        )
     elif verdict == "unknown":
-        ctx.add("keras.module_reference", "medium", f"config references {qual}, outside Keras", where, qual, "suspicious")
+        ctx.add(
+            "keras.module_reference",
+            "medium",
+            f"config references {qual}, outside Keras",
+            where,
+            qual,
+            "suspicious",
+        )

@@ -39,4 +39,7 @@ class Deadline:
 
     def check(self) -> None:
         if time.monotonic() > self.end:
-            raise LimitExceeded("limit.time", f"scan took longer than {self.seconds:g} s; the rest of the file was not scanned")
+            raise LimitExceeded(
+                "limit.time",
+                f"scan took longer than {self.seconds:g} s; the rest of the file was not scanned",
+            )

@@ -37,7 +37,10 @@ _ONE = re.compile(rb"K.|M..|J....|G.{8}|N|\x88|\x89", re.DOTALL)
 _BULK_FIRST = frozenset(b"KMJGN\x88\x89")
 
 JOBLIB_WRAPPERS = frozenset(
-    {"joblib.numpy_pickle.NumpyArrayWrapper", "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper"}
+    {
+        "joblib.numpy_pickle.NumpyArrayWrapper",
+        "sklearn.externals.joblib.numpy_pickle.NumpyArrayWrapper",
+    }
 )
 
 
@@ -174,16 +177,37 @@ class PickleMachine:
         self.imports += 1
         g = Global(module, name, verdict)
         if verdict == "denied":
-            self.ctx.add("pickle.import.denied", "critical", f"imports {g.qual} ({how}), a known-dangerous callable", self._loc(p), g.qual, "malicious")
+            self.ctx.add(
+                "pickle.import.denied",
+                "critical",
+                f"imports {g.qual} ({how}), a known-dangerous callable",
+                self._loc(p),
+                g.qual,
+                "malicious",
+            )
         elif verdict == "unknown":
             strict = self.ctx.policy.name == "strict"
-            self.ctx.add("pickle.import.unknown", "high" if strict else "medium", f"imports {g.qual} ({how}), which is not on the allowlist", self._loc(p), g.qual, "malicious" if strict else "suspicious")
+            self.ctx.add(
+                "pickle.import.unknown",
+                "high" if strict else "medium",
+                f"imports {g.qual} ({how}), which is not on the allowlist",
+                self._loc(p),
+                g.qual,
+                "malicious" if strict else "suspicious",
+            )
         return g
 
     def _call(self, callee: Any, how: str, args: Any, p: int) -> Obj:
         self.calls += 1
         if not isinstance(callee, Global):
-            self.ctx.add("pickle.call.indirect", "critical", f"{how} calls {describe(callee)}, a value that is not an imported global", self._loc(p), None, "malicious")
+            self.ctx.add(
+                "pickle.call.indirect",
+                "critical",
+                f"{how} calls {describe(callee)}, a value that is not an imported global",
+                self._loc(p),
+                None,
+                "malicious",
+            )
         elif callee.qual in LOADERS:
             self._nested_loader(callee, args, p)
         return Obj(callee, how, args)
@@ -192,7 +216,14 @@ class PickleMachine:
         first = args[0] if isinstance(args, tuple) and args else None
         payload = self._payload(first)
         if payload is None:
-            self.ctx.add("pickle.loader.opaque", "critical", f"{callee.qual} is called on a value the scanner cannot resolve", self._loc(p), callee.qual, "malicious")
+            self.ctx.add(
+                "pickle.loader.opaque",
+                "critical",
+                f"{callee.qual} is called on a value the scanner cannot resolve",
+                self._loc(p),
+                callee.qual,
+                "malicious",
+            )
             return
         if self.ctx.nested is not None:
             self.ctx.nested(payload, f"{self.where}@{p}:{callee.qual}", self.ctx)
@@ -205,7 +236,11 @@ class PickleMachine:
             value = bytes(self.data[value.start : value.start + value.length])
             if value.__class__ is not bytes:
                 value = value.decode("utf-8", "surrogatepass")
-        if isinstance(value, Obj) and isinstance(value.callee, Global) and value.callee.qual == "_codecs.encode":
+        if (
+            isinstance(value, Obj)
+            and isinstance(value.callee, Global)
+            and value.callee.qual == "_codecs.encode"
+        ):
             value = _fold_codecs(value.args)
         if isinstance(value, bytes):
             return value
@@ -224,11 +259,17 @@ class PickleMachine:
     def _check(self, stack: list[Any], memo: dict[int, Any], meta: list[Any], p: int) -> None:
         lim = self.ctx.limits
         if len(stack) > lim.max_stack:
-            raise LimitExceeded("limit.stack", f"pickle stack grew beyond {lim.max_stack} items at offset {p}")
+            raise LimitExceeded(
+                "limit.stack", f"pickle stack grew beyond {lim.max_stack} items at offset {p}"
+            )
         if len(memo) > lim.max_memo:
-            raise LimitExceeded("limit.memo", f"pickle memo grew beyond {lim.max_memo} entries at offset {p}")
+            raise LimitExceeded(
+                "limit.memo", f"pickle memo grew beyond {lim.max_memo} entries at offset {p}"
+            )
         if len(meta) > lim.max_marks:
-            raise LimitExceeded("limit.nesting", f"pickle marks nested deeper than {lim.max_marks} at offset {p}")
+            raise LimitExceeded(
+                "limit.nesting", f"pickle marks nested deeper than {lim.max_marks} at offset {p}"
+            )
         self.ctx.deadline.check()
         if self.release is not None:
             self.release(p)
@@ -364,7 +405,9 @@ class PickleMachine:
                     if n < 0:
                         raise ParseError("BINSTRING pickle has negative byte count", at)
                     c = self._const(bytes, p + 4, n)
-                    push(c.decode("latin-1") if isinstance(c, bytes) else Big(str, c.start, c.length))
+                    push(
+                        c.decode("latin-1") if isinstance(c, bytes) else Big(str, c.start, c.length)
+                    )
                     p += 4 + n
                 elif op == 0x53:  # STRING (protocol 0, quoted repr)
                     line, p = self._line(p)
@@ -386,7 +429,14 @@ class PickleMachine:
                     if isinstance(name, str) and isinstance(module, str):
                         push(self._global(module, name, at, "STACK_GLOBAL"))
                     elif isinstance(name, Big | Obj) or isinstance(module, Big | Obj):
-                        self.ctx.add("pickle.global.unresolved", "critical", f"STACK_GLOBAL operands {describe(module)}, {describe(name)} cannot be resolved statically", self._loc(at), None, "malicious")
+                        self.ctx.add(
+                            "pickle.global.unresolved",
+                            "critical",
+                            f"STACK_GLOBAL operands {describe(module)}, {describe(name)} cannot be resolved statically",
+                            self._loc(at),
+                            None,
+                            "malicious",
+                        )
                         push(Obj(None, "STACK_GLOBAL"))
                     else:
                         raise ParseError("STACK_GLOBAL requires str", at)
@@ -394,7 +444,9 @@ class PickleMachine:
                     mline, p = self._line(p)
                     nline, p = self._line(p)
                     try:
-                        push(self._global(mline.decode("utf-8"), nline.decode("utf-8"), at, "GLOBAL"))
+                        push(
+                            self._global(mline.decode("utf-8"), nline.decode("utf-8"), at, "GLOBAL")
+                        )
                     except UnicodeDecodeError:
                         raise ParseError("GLOBAL names are not UTF-8", at) from None
                 elif op == 0x69:  # INST
@@ -434,7 +486,14 @@ class PickleMachine:
                     self._need(p, size)
                     code = int.from_bytes(data[p : p + size], "little")
                     p += size
-                    self.ctx.add("pickle.extension", "critical", f"extension code {code} names a global only the loading process knows", self._loc(at), f"ext:{code}", "malicious")
+                    self.ctx.add(
+                        "pickle.extension",
+                        "critical",
+                        f"extension code {code} names a global only the loading process knows",
+                        self._loc(at),
+                        f"ext:{code}",
+                        "malicious",
+                    )
                     push(Obj(None, "EXT"))
                 elif op == 0x85:  # TUPLE1
                     push((pop(at),))
@@ -521,7 +580,11 @@ class PickleMachine:
                     self._need(p, 1)
                     n = data[p]
                     self._need(p + 1, n)
-                    push(int.from_bytes(data[p + 1 : p + 1 + n], "little", signed=True) if n <= 16 else SCALAR)
+                    push(
+                        int.from_bytes(data[p + 1 : p + 1 + n], "little", signed=True)
+                        if n <= 16
+                        else SCALAR
+                    )
                     p += 1 + n
                 elif op == 0x8B:  # LONG4
                     self._need(p, 4)
@@ -551,7 +614,9 @@ class PickleMachine:
                 elif op == 0x51:  # BINPERSID
                     push(self._persistent(pop(at), at))
                 elif op == 0x97:  # NEXT_BUFFER
-                    raise ParseError("pickle refers to out-of-band buffers the loader does not supply", at)
+                    raise ParseError(
+                        "pickle refers to out-of-band buffers the loader does not supply", at
+                    )
                 elif op == 0x98:  # READONLY_BUFFER
                     top(at)
                 elif op == 0x2E:  # STOP
@@ -580,7 +645,14 @@ class PickleMachine:
         if isinstance(target, _MUTABLE):
             return
         if isinstance(target, Global):
-            self.ctx.add("pickle.mutate.global", "critical", f"{method} on the imported object {target.qual} itself", self._loc(at), target.qual, "malicious")
+            self.ctx.add(
+                "pickle.mutate.global",
+                "critical",
+                f"{method} on the imported object {target.qual} itself",
+                self._loc(at),
+                target.qual,
+                "malicious",
+            )
         elif isinstance(target, Obj):
             self._method_call(target, method, at)
         else:
@@ -590,12 +662,26 @@ class PickleMachine:
         self.calls += 1
         callee = target.callee
         if not isinstance(callee, Global):
-            self.ctx.add("pickle.call.indirect", "critical", f"{method} called on {describe(target)}, the result of an unresolved call", self._loc(at), None, "malicious")
+            self.ctx.add(
+                "pickle.call.indirect",
+                "critical",
+                f"{method} called on {describe(target)}, the result of an unresolved call",
+                self._loc(at),
+                None,
+                "malicious",
+            )
 
     def _build(self, inst: Any, state: Any, at: int, p: int) -> int:
         """BUILD: __setstate__ or attribute updates; joblib arrays read their raw data here."""
         if isinstance(inst, Global):
-            self.ctx.add("pickle.mutate.global", "critical", f"BUILD sets state on the imported object {inst.qual} itself", self._loc(at), inst.qual, "malicious")
+            self.ctx.add(
+                "pickle.mutate.global",
+                "critical",
+                f"BUILD sets state on the imported object {inst.qual} itself",
+                self._loc(at),
+                inst.qual,
+                "malicious",
+            )
             return p
         if isinstance(inst, Obj):
             self._method_call(inst, "__setstate__", at)
@@ -613,7 +699,14 @@ class PickleMachine:
         wrapper.how = "joblib-array"
         info = array_extent(state)
         if info is None:
-            self.ctx.add("pickle.joblib.header", "high", "joblib array header cannot be interpreted; the data after it was not scanned", self._loc(at), None, "error")
+            self.ctx.add(
+                "pickle.joblib.header",
+                "high",
+                "joblib array header cannot be interpreted; the data after it was not scanned",
+                self._loc(at),
+                None,
+                "error",
+            )
             raise ParseError("uninterpretable joblib array header", at)
         hasobject, nbytes, aligned = info
         if hasobject:
@@ -642,9 +735,18 @@ def _int(line: bytes, at: int, base: int = 10) -> int:
 
 def _fold_codecs(args: Any) -> bytes | None:
     """`_codecs.encode(text, "latin1")`: how protocol 2 stores bytes; fold it to the bytes."""
-    if isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], str):
+    if (
+        isinstance(args, tuple)
+        and len(args) == 2
+        and isinstance(args[0], str)
+        and isinstance(args[1], str)
+    ):
         try:
-            return codecs.encode(args[0], args[1]) if args[1].lower().replace("-", "") in ("latin1", "iso88591", "utf8", "ascii") else None
+            return (
+                codecs.encode(args[0], args[1])
+                if args[1].lower().replace("-", "") in ("latin1", "iso88591", "utf8", "ascii")
+                else None
+            )
         except (UnicodeEncodeError, LookupError):
             return None
     return None

@@ -49,7 +49,10 @@ class _PatternSet:
     def add(self, entry: str) -> None:
         module, sep, name = entry.strip().partition(":")
         if not sep or not module or not name:
-            raise UsageError(f"allow/deny entry {entry!r} is not MODULE:NAME", fix="write e.g. mypkg.layers:MyLayer or mypkg:*")
+            raise UsageError(
+                f"allow/deny entry {entry!r} is not MODULE:NAME",
+                fix="write e.g. mypkg.layers:MyLayer or mypkg:*",
+            )
         if module.endswith(".*"):
             root = module[:-2]
             if name == "*":
@@ -101,27 +104,44 @@ def _read_list_file(path: Path) -> tuple[list[str], list[str]]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read allowlist {path}: {exc.strerror}", fix="pass an existing TOML or JSON file") from exc
+        raise ConfigError(
+            f"cannot read allowlist {path}: {exc.strerror}",
+            fix="pass an existing TOML or JSON file",
+        ) from exc
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"allowlist {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}", fix="use the shape of policy.toml: [allow] globals = [\"pkg.mod:Name\"]") from exc
+        raise ConfigError(
+            f"allowlist {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}",
+            fix='use the shape of policy.toml: [allow] globals = ["pkg.mod:Name"]',
+        ) from exc
     allow = data.get("allow", {}).get("globals", []) if isinstance(data.get("allow"), dict) else []
     deny = data.get("deny", {}).get("globals", []) if isinstance(data.get("deny"), dict) else []
     if not all(isinstance(e, str) for e in [*allow, *deny]):
-        raise ConfigError(f"allowlist {path} has non-string entries", fix="list entries as \"module:name\" strings")
+        raise ConfigError(
+            f"allowlist {path} has non-string entries", fix='list entries as "module:name" strings'
+        )
     return list(allow), list(deny)
 
 
-def load_policy(name: str = "default", *, allow: Sequence[str] = (), files: Sequence[str | Path] = ()) -> Policy:
+def load_policy(
+    name: str = "default", *, allow: Sequence[str] = (), files: Sequence[str | Path] = ()
+) -> Policy:
     """The built-in lists plus per-run `allow` entries and user list files."""
     if name not in POLICIES:
         raise UsageError(f"unknown scan policy {name!r}", fix="choose default or strict")
-    builtin = tomllib.loads(resources.files("bastion.integrity.scan").joinpath("policy.toml").read_text("utf-8"))
+    builtin = tomllib.loads(
+        resources.files("bastion.integrity.scan").joinpath("policy.toml").read_text("utf-8")
+    )
     allow_entries = list(builtin["allow"]["globals"])
     deny_entries = list(builtin["deny"]["globals"])
     for file in files:
         more_allow, more_deny = _read_list_file(Path(file))
         allow_entries += more_allow
         deny_entries += more_deny
-    return Policy(name=name, allow=_PatternSet(allow_entries), deny=_PatternSet(deny_entries), user_allow=_PatternSet(allow))
+    return Policy(
+        name=name,
+        allow=_PatternSet(allow_entries),
+        deny=_PatternSet(deny_entries),
+        user_allow=_PatternSet(allow),
+    )

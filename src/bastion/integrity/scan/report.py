@@ -96,7 +96,13 @@ class ScanReport:
         }
 
 
-_SARIF_LEVEL = {"info": "note", "low": "note", "medium": "warning", "high": "error", "critical": "error"}
+_SARIF_LEVEL = {
+    "info": "note",
+    "low": "note",
+    "medium": "warning",
+    "high": "error",
+    "critical": "error",
+}
 
 
 def to_sarif(report: ScanReport, version: str) -> dict[str, Any]:
@@ -141,4 +147,3 @@ def to_sarif(report: ScanReport, version: str) -> dict[str, Any]:
             }
         ],
     }
-

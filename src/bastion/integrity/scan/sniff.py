@@ -11,7 +11,11 @@ _ONNX_FIELDS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A, 
 def sniff(data: Any, start: int, end: int) -> str:
     """The format name of `data[start:end]`: an archive, a model format, "pickle" or "unknown"."""
     head = bytes(data[start : min(end, start + 512)])
-    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06") or _has_eocd(data, start, end):
+    if (
+        head.startswith(b"PK\x03\x04")
+        or head.startswith(b"PK\x05\x06")
+        or _has_eocd(data, start, end)
+    ):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"

@@ -17,7 +17,18 @@ _ESCAPE_GLOBALS = frozenset(
 )  # fmt: skip
 # String constants that only make sense as attribute names handed to a computed lookup.
 _DANGEROUS_WORDS = frozenset(
-    {"popen", "subclasses", "globals", "builtins", "mro", "import_module", "getattr", "eval", "exec", "func_globals"}
+    {
+        "popen",
+        "subclasses",
+        "globals",
+        "builtins",
+        "mro",
+        "import_module",
+        "getattr",
+        "eval",
+        "exec",
+        "func_globals",
+    }
 )
 
 
@@ -30,12 +41,28 @@ def check_template(text: str, where: str, ctx: Context) -> None:
     try:
         tree = env.parse(text)
     except TemplateSyntaxError as exc:
-        ctx.add("template.invalid", "low", f"chat template does not parse ({exc.message}); loaders refuse it", where, None, "suspicious")
+        ctx.add(
+            "template.invalid",
+            "low",
+            f"chat template does not parse ({exc.message}); loaders refuse it",
+            where,
+            None,
+            "suspicious",
+        )
         return
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Name, nodes.Const)):
+    for node in tree.find_all(
+        (nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Name, nodes.Const)
+    ):
         reason = _judge(node, nodes)
         if reason:
-            ctx.add("template.sandbox_escape", "critical", f"chat template {reason}", where, None, "malicious")
+            ctx.add(
+                "template.sandbox_escape",
+                "critical",
+                f"chat template {reason}",
+                where,
+                None,
+                "malicious",
+            )
 
 
 def _judge(node: Any, nodes: Any) -> str | None:
@@ -43,13 +70,21 @@ def _judge(node: Any, nodes: Any) -> str | None:
         return f"reads the private attribute {node.attr!r}"
     if isinstance(node, nodes.Getitem):
         key = node.arg
-        if isinstance(key, nodes.Const) and isinstance(key.value, str) and key.value.startswith("_"):
+        if (
+            isinstance(key, nodes.Const)
+            and isinstance(key.value, str)
+            and key.value.startswith("_")
+        ):
             return f"reads the private item {key.value!r}"
         if isinstance(key, nodes.Concat | nodes.Add | nodes.Filter):
             return "indexes with a computed name"
     if isinstance(node, nodes.Filter) and node.name in ("attr", "map") and node.args:
         arg = node.args[0]
-        if node.name == "attr" and not (isinstance(arg, nodes.Const) and isinstance(arg.value, str) and not arg.value.startswith("_")):
+        if node.name == "attr" and not (
+            isinstance(arg, nodes.Const)
+            and isinstance(arg.value, str)
+            and not arg.value.startswith("_")
+        ):
             return "uses |attr with a private or computed name"
     if isinstance(node, nodes.Name) and node.ctx == "load" and node.name in _ESCAPE_GLOBALS:
         return f"uses the global {node.name!r}, a known sandbox-escape handle"
@@ -76,4 +111,11 @@ def check_tokenizer_config(config: dict[str, Any], where: str, ctx: Context) -> 
         if isinstance(text, str):
             check_template(text, f"{where}#{label}", ctx)
     if "auto_map" in config:
-        ctx.add("tokenizer.remote_code", "medium", "auto_map names custom Python classes that load only with trust_remote_code", where, None, "suspicious")
+        ctx.add(
+            "tokenizer.remote_code",
+            "medium",
+            "auto_map names custom Python classes that load only with trust_remote_code",
+            where,
+            None,
+            "suspicious",
+        )

@@ -1,0 +1,119 @@
+"""The layered prompt detector: normalise, match rules, embed windows, score with the head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bastion.llm import rules
+from bastion.llm.classifier import Featurizer, Head, Instance, shipped_head
+from bastion.llm.normalize import Normalized, normalize
+from bastion.llm.verdict import Reason, Span
+
+# Evasion signals that are reasons by themselves (hidden text is never an accident).
+_SIGNAL_TEXT = {
+    "unicode-tags": "text hidden in Unicode tag characters",
+    "invisible": "zero-width or other invisible characters",
+    "confusables": "look-alike letters from other scripts mixed into words",
+}
+
+
+@dataclass
+class Analysis:
+    """Everything the detector found in one text, before it is turned into a verdict."""
+
+    norm: Normalized
+    hits: list[rules.RuleHit]
+    rule_score: float
+    model_score: float | None
+    best: Instance | None
+
+    @property
+    def score(self) -> float:
+        """The combined score: the stronger of the rules and the learned head."""
+        return max(self.rule_score, self.model_score or 0.0)
+
+
+def rule_hits(norm: Normalized) -> dict[str, list[rules.RuleHit]]:
+    """Rule hits for the canonical text and every decoded view."""
+    return {view: rules.match(text, view) for view, text in norm.all_texts()}
+
+
+class Detector:
+    """Scores texts for injection, jailbreak and prompt-leak attempts.
+
+    `use_model=False` gives the rules-only detector (no embedding model needed).
+    """
+
+    def __init__(
+        self, head: Head | None = None, use_model: bool = True, max_windows: int | None = None
+    ) -> None:
+        self.use_model = use_model
+        self.head = head or shipped_head()
+        self._featurizer: Featurizer | None = None
+        self._max_windows = max_windows
+
+    @property
+    def threshold(self) -> float:
+        """The operating point (tuned on dev for at most 1% false positives)."""
+        return self.head.threshold if self.use_model else 0.5
+
+    def featurizer(self) -> Featurizer:
+        """The embedding featurizer, built on first use (loading the model takes about a second)."""
+        if self._featurizer is None:
+            self._featurizer = (
+                Featurizer(max_windows=self._max_windows) if self._max_windows else Featurizer()
+            )
+        return self._featurizer
+
+    def analyse(self, text: str) -> Analysis:
+        """Normalise `text`, run the rules and (unless disabled) the learned head."""
+        norm = normalize(text)
+        by_view = rule_hits(norm)
+        hits = [h for view_hits in by_view.values() for h in view_hits]
+        score = rules.rule_score(hits)
+        if not self.use_model:
+            return Analysis(norm, hits, score, None, None)
+        features, where = self.featurizer().instances(norm, by_view)
+        if not where:
+            return Analysis(norm, hits, score, 0.0, None)
+        probs = self.head.score(features)
+        best = int(np.argmax(probs))
+        return Analysis(norm, hits, score, float(probs[best]), where[best])
+
+
+def reasons_and_spans(
+    analysis: Analysis, source: str, threshold: float
+) -> tuple[list[Reason], list[Span]]:
+    """Human-readable reasons and the spans behind them."""
+    reasons: list[Reason] = []
+    spans: list[Span] = []
+    seen: set[str] = set()
+    for hit in analysis.hits:
+        if hit.rule not in seen:
+            seen.add(hit.rule)
+            where = "" if hit.view == "text" else f" (after decoding {hit.view})"
+            reasons.append(
+                Reason(f"rule:{hit.rule}", f"{hit.category} pattern in {source}{where}", hit.weight)
+            )
+        spans.append(Span(hit.start, hit.end, f"{hit.category}:{hit.rule}", source, hit.view))
+    if analysis.model_score is not None and analysis.model_score >= threshold and analysis.best:
+        best = analysis.best
+        reasons.append(
+            Reason(
+                "model:injection",
+                f"classifier flags word pieces {best.first_token}-{best.last_token}"
+                f" of {source} ({best.view})",
+                analysis.model_score,
+            )
+        )
+    for signal, text in _SIGNAL_TEXT.items():
+        if signal in analysis.norm.signals:
+            reasons.append(Reason(f"evasion:{signal}", f"{text} in {source}", 0.0))
+    for view in analysis.norm.views:
+        reasons.append(
+            Reason(f"decoded:{view.method}", f"{view.method} text decoded in {source}", 0.0)
+        )
+        spans.append(Span(view.start, view.end, f"encoded:{view.method}", source, "text"))
+    return reasons, spans

@@ -1,0 +1,251 @@
+"""Normalisation: undo the tricks that hide an attack from pattern and embedding checks.
+
+`normalize(text)` returns the canonical text (NFKC, confusable letters mapped to Latin,
+invisible characters removed), the signals seen on the way (invisible characters, Unicode tag
+smuggling, mixed-script words), and extra *views*: text decoded from base64 / hex / URL-encoded
+segments, ROT13, reversed, leetspeak, spaced-out letters, and text smuggled in Unicode tag
+characters. Every view is scored in clear by the rules and the classifier.
+
+Work is bounded: at most `MAX_CHARS` characters are examined (the head and the tail of longer
+inputs), at most `MAX_VIEWS` views are produced, decoding recurses at most twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import codecs
+import re
+import unicodedata
+import urllib.parse
+from dataclasses import dataclass, field
+
+MAX_CHARS = 64_000
+TAIL_CHARS = 16_000
+MAX_VIEWS = 6
+_MIN_SEGMENT = 16
+
+# Characters with no visible glyph that attackers use to split keywords or hide text.
+_INVISIBLE = frozenset(
+    [
+        *(0x00AD, 0x034F, 0x061C, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x180E, 0x3164, 0xFEFF, 0xFFA0),
+        *range(0x200B, 0x2010),
+        *range(0x202A, 0x202F),
+        *range(0x2060, 0x2070),
+        *range(0xFE00, 0xFE10),
+    ]
+)
+_TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
+_BLACK_FLAG = 0x1F3F4  # emoji subdivision flags legitimately use tag characters after it
+
+# Latin look-alikes from Cyrillic, Greek and other scripts that NFKC leaves alone.
+_CONFUSABLES = str.maketrans(
+    "аеорсухіјѕԁһӏԛԝɡɑАВЕКМНОРСТХУЅІЈοανικρτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧϲϳℓ",
+    "aeopcyxijsdhlqwgaABEKMHOPCTXYSIJoavikptuxABEZHIKMNOPTYXcjl",
+)
+_CONFUSABLE_CHARS = frozenset("аеорсухіјѕԁһӏԛԝɡɑАВЕКМНОРСТХУЅІЈοανικρτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧϲϳℓ")
+_LEET = str.maketrans("013457@$!|", "oieastasil")
+
+# Frequent words of English instructions: a decoding that produces them reads better.
+# fmt: off
+_COMMON = frozenset({
+    "the", "and", "you", "your", "to", "of", "is", "are", "in", "that", "it", "for", "this",
+    "with", "be", "not", "on", "as", "do", "what", "all", "ignore", "previous", "instructions",
+    "prompt", "system", "say", "tell", "me", "please", "now", "from", "write", "print", "can",
+    "will", "if", "or", "have", "my", "an", "at", "by", "how", "should", "must", "any", "rules",
+    "reveal", "password", "secret",
+})
+# fmt: on
+
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}(?:[\s:,]|\\x|0x)?){8,}")
+_URL_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_SPACED = re.compile(r"(?:(?<!\S)\S(?: {1,3}|$)){6,}")
+
+
+@dataclass(frozen=True)
+class View:
+    """Text recovered from part of the input.
+
+    `method` says how it was recovered; `start`/`end` say where (offsets in the canonical text).
+    """
+
+    method: str
+    text: str
+    start: int
+    end: int
+
+
+@dataclass
+class Normalized:
+    """The canonical text, the views decoded from it, and the evasion signals seen."""
+
+    original_length: int
+    text: str
+    views: list[View] = field(default_factory=list)
+    signals: dict[str, int] = field(default_factory=dict)
+    truncated: bool = False
+
+    def all_texts(self) -> list[tuple[str, str]]:
+        """(method, text) for the canonical text and every view."""
+        return [("text", self.text), *((v.method, v.text) for v in self.views)]
+
+
+def bound(text: str) -> tuple[str, bool]:
+    """The head and tail of an over-long input, so work stays bounded."""
+    if len(text) <= MAX_CHARS:
+        return text, False
+    head = MAX_CHARS - TAIL_CHARS
+    return text[:head] + "\n" + text[-TAIL_CHARS:], True
+
+
+def _word_hits(text: str) -> int:
+    return sum(1 for w in re.findall(r"[a-z]+", text.lower()[:4000]) if w in _COMMON)
+
+
+def _printable(data: bytes) -> str | None:
+    """Decoded bytes as text if they look like text, else None."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text:
+        return None
+    good = sum(1 for ch in text if ch.isprintable() or ch in "\n\r\t")
+    letters = sum(1 for ch in text if ch.isalpha())
+    return text if good >= 0.95 * len(text) and letters >= 0.4 * len(text) else None
+
+
+def _strip_invisible(text: str, signals: dict[str, int]) -> tuple[str, str]:
+    """Remove invisible and tag characters; return (visible text, text smuggled in tags)."""
+    if text.isascii():
+        return text, ""
+    out: list[str] = []
+    hidden: list[str] = []
+    previous = 0
+    for ch in text:
+        cp = ord(ch)
+        if _TAG_FIRST <= cp <= _TAG_LAST:
+            if previous == _BLACK_FLAG or (_TAG_FIRST <= previous <= _TAG_LAST and not hidden):
+                out.append(ch)  # an emoji subdivision flag, not smuggling
+            else:
+                signals["unicode-tags"] = signals.get("unicode-tags", 0) + 1
+                if 0xE0020 <= cp <= 0xE007E:
+                    hidden.append(chr(cp - 0xE0000))
+        elif cp in _INVISIBLE:
+            if cp == 0xFEFF and not out:
+                pass  # a leading byte-order mark
+            else:
+                signals["invisible"] = signals.get("invisible", 0) + 1
+        elif cp == 0x200D:
+            out.append(ch)
+        else:
+            out.append(ch)
+        previous = cp
+    return "".join(out), "".join(hidden)
+
+
+def _map_confusables(text: str, signals: dict[str, int]) -> str:
+    """Map look-alike letters to Latin inside words that mix them with Latin letters."""
+    if text.isascii():
+        return text
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if any(ch in _CONFUSABLE_CHARS for ch in word) and any(
+            "a" <= ch.lower() <= "z" for ch in word
+        ):
+            signals["confusables"] = signals.get("confusables", 0) + 1
+            return word.translate(_CONFUSABLES)
+        return word
+
+    return re.sub(r"\w+", fix, text)
+
+
+def canonical(text: str, signals: dict[str, int] | None = None) -> tuple[str, str]:
+    """NFKC + invisible/tag removal + confusable mapping; returns (text, tag-smuggled text)."""
+    sig = signals if signals is not None else {}
+    visible, hidden = _strip_invisible(text, sig)
+    if not visible.isascii():
+        folded = unicodedata.normalize("NFKC", visible)
+        if folded != visible:
+            sig["nfkc"] = sig.get("nfkc", 0) + 1
+        visible = _map_confusables(folded, sig)
+    return visible, hidden
+
+
+def _decode_segments(text: str) -> list[tuple[str, str, int, int]]:
+    """(method, decoded, start, end) for encoded segments inside `text`."""
+    found: list[tuple[str, str, int, int]] = []
+    for m in _BASE64.finditer(text):
+        seg = m.group(0)
+        if len(seg) < _MIN_SEGMENT or not re.search(r"[0-9+/=]|[a-z][A-Z]", seg):
+            continue
+        raw = seg.replace("-", "+").replace("_", "/")
+        try:
+            data = base64.b64decode(raw + "=" * (-len(raw) % 4), validate=False)
+        except (binascii.Error, ValueError):
+            continue
+        decoded = _printable(data)
+        if decoded is not None:
+            found.append(("base64", decoded, m.start(), m.end()))
+    for m in _HEX.finditer(text):
+        digits = re.sub(r"\\x|0x|[\s:,]", "", m.group(0))
+        if len(digits) % 2:
+            digits = digits[:-1]
+        try:
+            decoded = _printable(bytes.fromhex(digits))
+        except ValueError:
+            continue
+        if decoded is not None:
+            found.append(("hex", decoded, m.start(), m.end()))
+    if len(_URL_ESCAPE.findall(text, 0, MAX_CHARS)) >= 3:
+        decoded = urllib.parse.unquote(text, errors="replace")
+        if decoded != text:
+            found.append(("url", decoded, 0, len(text)))
+    return found
+
+
+def _whole_text_views(text: str) -> list[View]:
+    """ROT13, reversed, leetspeak and spaced-out letters, when they read better than the text."""
+    views: list[View] = []
+    sample = text[:4000]
+    base = _word_hits(sample)
+    if sum(ch.isascii() and ch.isalpha() for ch in sample) >= 12:
+        rot = codecs.decode(text, "rot13")
+        if _word_hits(rot) >= max(3, 2 * base):
+            views.append(View("rot13", rot, 0, len(text)))
+        rev = text[::-1]
+        if _word_hits(rev) >= max(3, 2 * base):
+            views.append(View("reversed", rev, 0, len(text)))
+    mixed = re.findall(r"\b(?=\w*[a-zA-Z])(?=\w*[013457@$])[\w@$]{3,}\b", sample)
+    if len(mixed) >= 3:
+        views.append(View("leetspeak", text.translate(_LEET), 0, len(text)))
+    for m in _SPACED.finditer(text):
+        joined = re.sub(r" {2,}", "\x00", m.group(0)).replace(" ", "").replace("\x00", " ")
+        views.append(View("spaced", joined, m.start(), m.end()))
+    return views
+
+
+def normalize(text: str) -> Normalized:
+    """Canonical text, decoded views and evasion signals for one input (bounded work)."""
+    bounded, truncated = bound(text)
+    signals: dict[str, int] = {}
+    clean, hidden = canonical(bounded, signals)
+    result = Normalized(original_length=len(text), text=clean, signals=signals, truncated=truncated)
+    views: list[View] = []
+    if hidden.strip():
+        views.append(View("unicode-tags", hidden, 0, len(bounded)))
+    queue = [(clean, 0)]
+    while queue and len(views) < MAX_VIEWS:
+        current, depth = queue.pop(0)
+        for method, decoded, start, end in _decode_segments(current):
+            plain, _ = canonical(decoded, signals)
+            view = View(method if depth == 0 else f"{method}(nested)", plain, start, end)
+            views.append(view)
+            signals[f"encoded-{method}"] = signals.get(f"encoded-{method}", 0) + 1
+            if depth < 1:
+                queue.append((plain, depth + 1))
+    views.extend(_whole_text_views(clean))
+    result.views = views[:MAX_VIEWS]
+    return result

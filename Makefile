@@ -39,5 +39,9 @@ bench: $(VENV)/.bench
 	$(BIN)/pytest -m slow -q
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
+# Retrain the shipped prompt-injection head from ../shared/data/prompt-injection (seed 0).
+retrain-llm-head: $(VENV)/.dev
+	$(BIN)/python -m bastion.llm.train --data ../shared/data/prompt-injection --seed 0
+
 clean:
 	rm -rf $(VENV) bastion-report .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ from bastion.audit.merkle import (
     verify_inclusion,
 )
 from bastion.audit.records import prepare
-from bastion.audit.store import Store
+from bastion.audit.store import Durability, Store
 from bastion.audit.verify import VerifyResult, verify_store
 from bastion.core.errors import UsageError
 from bastion.core.fs import atomic_file
@@ -310,6 +310,7 @@ def open_log(
     checkpoint_every: int = 4096,
     checkpoint_interval_s: float = 1.0,
     timeout_s: float = 5.0,
+    durability: Durability = "full",
 ) -> AuditLog:
     """Open (creating if needed) the audit log.
 
@@ -318,6 +319,10 @@ def open_log(
     `signing_key`, else `<state_dir>/gateway-audit.key` (created 0600 if absent).
     A checkpoint is signed in the same transaction as a batch once `checkpoint_every`
     leaves or `checkpoint_interval_s` seconds have passed since the last one.
+    `durability`: "full" (default) means an append that returned survives power loss
+    (fsync per commit); "process" means it survives a crash of the process (SIGKILL) but
+    a power loss may roll back the last commits. `timeout_s` bounds waiting for a lock or
+    a connection before AuditUnavailable is raised.
     """
     state = data_dir(state_dir)
     key = signing_key if signing_key is not None else load_or_create_key(state)
@@ -327,5 +332,6 @@ def open_log(
         checkpoint_every=checkpoint_every,
         checkpoint_interval_s=checkpoint_interval_s,
         timeout_s=timeout_s,
+        durability=durability,
     )
     return AuditLog(store, key)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -68,6 +68,14 @@ checkpoints_t = sa.Table(
     sa.Column("signature", sa.LargeBinary, nullable=False),
 )
 
+# Built once: SQLAlchemy then reuses their compiled form on every batch.
+_SELECT_HEAD = sa.select(head_t).where(head_t.c.id == 1)
+_SELECT_HEAD_FOR_UPDATE = _SELECT_HEAD.with_for_update()
+_UPDATE_HEAD = head_t.update().where(head_t.c.id == 1)
+_INSERT_LEAVES = leaves_t.insert()
+_INSERT_NODES = nodes_t.insert()
+_INSERT_CHECKPOINT = checkpoints_t.insert()
+
 _PG_SETUP_LOCK = 0x62_61_73_74_69_6F_6E  # "bastion": serializes table creation across replicas
 UNAVAILABLE_ERRORS = (
     exc.OperationalError,
@@ -75,6 +83,9 @@ UNAVAILABLE_ERRORS = (
     exc.DisconnectionError,
     exc.TimeoutError,
 )
+
+
+Durability = Literal["full", "process"]
 
 
 @dataclass(frozen=True)
@@ -97,12 +108,14 @@ def _redact(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def _sqlite_engine(path: Path, busy_timeout_s: float) -> sa.Engine:
-    """A SQLite engine in WAL mode with synchronous=FULL and explicit BEGIN control.
+def _sqlite_engine(path: Path, busy_timeout_s: float, durability: Durability) -> sa.Engine:
+    """A SQLite engine in WAL mode with explicit BEGIN control.
 
-    FULL fsyncs the WAL at every commit, so a record whose append returned survives a
-    power loss, not only a process crash (NORMAL would only guarantee the latter). Group
-    commit spreads that one fsync over every record of the batch.
+    durability "full" (synchronous=FULL) fsyncs the WAL at every commit, so a record whose
+    append returned survives a power loss, not only a process crash. "process"
+    (synchronous=NORMAL) skips that fsync: appends still survive SIGKILL of the process
+    (the WAL is in the OS page cache), a power loss can roll back the last commits but
+    never corrupts the log. Group commit spreads the fsync over every record of a batch.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(
@@ -110,13 +123,14 @@ def _sqlite_engine(path: Path, busy_timeout_s: float) -> sa.Engine:
         connect_args={"timeout": busy_timeout_s, "check_same_thread": False},
         pool_size=4,
     )
+    synchronous = "FULL" if durability == "full" else "NORMAL"
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see _on_begin)
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
         cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
         cursor.close()
 
@@ -129,13 +143,23 @@ def _sqlite_engine(path: Path, busy_timeout_s: float) -> sa.Engine:
     return engine
 
 
-def _postgres_engine(url: sa.URL, connect_timeout_s: float) -> sa.Engine:
-    return sa.create_engine(
+def _postgres_engine(url: sa.URL, connect_timeout_s: float, durability: Durability) -> sa.Engine:
+    """A PostgreSQL engine; durability "process" turns synchronous_commit off for our sessions."""
+    engine = sa.create_engine(
         url,
         pool_pre_ping=True,
         pool_size=4,
         connect_args={"connect_timeout": max(1, int(connect_timeout_s))},
     )
+    if durability == "process":
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO off")
+            dbapi_conn.commit()
+
+    return engine
 
 
 class Store:
@@ -149,6 +173,7 @@ class Store:
         checkpoint_every: int = 4096,
         checkpoint_interval_s: float = 1.0,
         timeout_s: float = 5.0,
+        durability: Durability = "full",
     ) -> None:
         self.url = sa.make_url(url)
         self.key = key
@@ -160,9 +185,9 @@ class Store:
                 raise AuditUnavailable(
                     "the audit log needs a file, not an in-memory SQLite database"
                 )
-            self.engine = _sqlite_engine(Path(self.url.database), timeout_s)
+            self.engine = _sqlite_engine(Path(self.url.database), timeout_s, durability)
         elif backend == "postgresql":
-            self.engine = _postgres_engine(self.url, timeout_s)
+            self.engine = _postgres_engine(self.url, timeout_s, durability)
         else:
             raise AuditUnavailable(
                 f"unsupported audit store {backend!r}",
@@ -228,10 +253,8 @@ class Store:
 
     @staticmethod
     def _head(conn: sa.Connection, lock: bool) -> Head:
-        query = sa.select(head_t).where(head_t.c.id == 1)
-        if lock and conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
+        postgres_lock = lock and conn.dialect.name == "postgresql"
+        row = conn.execute(_SELECT_HEAD_FOR_UPDATE if postgres_lock else _SELECT_HEAD).first()
         if row is None:
             raise AuditTampered("the audit log head row is missing", first_bad_index=0)
         return Head(row.log_id, row.size, row.root, row.frontier, row.cp_size, row.cp_time_ms)
@@ -259,9 +282,9 @@ class Store:
                 nodes += [
                     {"level": lv, "idx": ix, "hash": h} for lv, ix, h in frontier.append(digest)
                 ]
-            conn.execute(leaves_t.insert(), leaves)
+            conn.execute(_INSERT_LEAVES, leaves)
             if nodes:
-                conn.execute(nodes_t.insert(), nodes)
+                conn.execute(_INSERT_NODES, nodes)
             root = frontier.root()
             now = _now_ms()
             due = (
@@ -288,17 +311,18 @@ class Store:
         if checkpoint_ms is not None:
             signed = sign_checkpoint(self.key, head.log_id, frontier.size, root, checkpoint_ms)
             conn.execute(
-                checkpoints_t.insert().values(
-                    log_id=signed.log_id,
-                    tree_size=signed.tree_size,
-                    root=signed.root_hash,
-                    timestamp_ms=signed.timestamp_ms,
-                    key_id=signed.key_id,
-                    signature=signed.signature,
-                )
+                _INSERT_CHECKPOINT,
+                {
+                    "log_id": signed.log_id,
+                    "tree_size": signed.tree_size,
+                    "root": signed.root_hash,
+                    "timestamp_ms": signed.timestamp_ms,
+                    "key_id": signed.key_id,
+                    "signature": signed.signature,
+                },
             )
             values |= {"cp_size": frontier.size, "cp_time_ms": checkpoint_ms}
-        conn.execute(head_t.update().where(head_t.c.id == 1).values(**values))
+        conn.execute(_UPDATE_HEAD, values)
         return signed
 
     def checkpoint(self) -> SignedCheckpoint:

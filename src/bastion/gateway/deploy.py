@@ -1,0 +1,236 @@
+"""Served models and deployment control: registered versions, blue-green and canary weights.
+
+Each model has variants (versions) with traffic weights. The state lives in the shared
+store so a restart, or another replica, sees the same deployment; replicas re-read it
+every `deploy.refresh_seconds`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from bastion.core.errors import BastionError
+from bastion.core.model import Model
+from bastion.gateway.chain import Rejected
+from bastion.gateway.config import DeployConfig, ModelEntry
+from bastion.gateway.keystore import StoreUnavailable, _Guarded
+from bastion.gateway.store import deployments
+
+
+@dataclass
+class Variant:
+    """One loaded version of a model."""
+
+    name: str
+    model: Model
+    spec: str
+    digest: str
+    signed: bool
+    signature: str | None = None
+
+
+@dataclass
+class Deployment:
+    """A model as clients see it: its tenant, variants and traffic weights."""
+
+    name: str
+    tenant: str
+    variants: dict[str, Variant] = field(default_factory=dict)
+    weights: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def signature(self) -> Model:
+        """Any variant: all variants of a deployment share input shape and classes."""
+        return next(iter(self.variants.values())).model
+
+    def choose(self, rng: random.Random) -> Variant:
+        names = [n for n, w in self.weights.items() if w > 0 and n in self.variants]
+        if not names:
+            raise Rejected(
+                503, "no_active_variant", f"model {self.name!r} has no variant receiving traffic"
+            )
+        if len(names) == 1:
+            return self.variants[names[0]]
+        chosen = rng.choices(names, weights=[self.weights[n] for n in names])[0]
+        return self.variants[chosen]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "tenant": self.tenant,
+            "variants": [
+                {
+                    "variant": v.name,
+                    "digest": v.digest,
+                    "signed": v.signed,
+                    "weight": self.weights.get(v.name, 0.0),
+                }
+                for v in self.variants.values()
+            ],
+        }
+
+
+def spec_digest(spec: str) -> str:
+    """SHA-256 of the model file, or of the spec text for built-in models."""
+    path = Path(spec)
+    if path.is_file():
+        h = hashlib.sha256()
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    return hashlib.sha256(spec.encode()).hexdigest()
+
+
+def load_variant_model(
+    spec: str, config: DeployConfig, signature: str | None = None
+) -> tuple[Model, bool]:
+    """Load through the trusted loader; verify the signature when trusted keys are configured."""
+    from bastion.core.loading import load_model
+
+    if config.trusted_keys:
+        keys = [str(k) for k in config.trusted_keys]
+        return load_model(spec, trusted_keys=keys, signature=signature), True
+    if config.require_signed:
+        raise Rejected(
+            422, "unsigned_model", "signing is required and no trusted keys are configured"
+        )
+    return load_model(spec), False
+
+
+class Deployments:
+    """The gateway's models, persisted in the store and refreshed from it."""
+
+    def __init__(self, engine: Engine, config: DeployConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.models: dict[str, Deployment] = {}
+        self.rng = random.Random()
+        self._refreshed = 0.0
+
+    def bootstrap(self, entries: list[ModelEntry]) -> None:
+        """Serve the configured models; keep any deployment state the store already holds."""
+        for entry in entries:
+            model, signed = load_variant_model(entry.spec, self.config)
+            variant = Variant(entry.variant, model, entry.spec, spec_digest(entry.spec), signed)
+            self.models[entry.name] = Deployment(
+                entry.name, entry.tenant, {variant.name: variant}, {variant.name: 1.0}
+            )
+            try:
+                with _Guarded(self.engine, begin=True) as conn:
+                    known = conn.execute(
+                        select(deployments.c.variant).where(deployments.c.model == entry.name)
+                    ).first()
+                    if known is None:
+                        conn.execute(
+                            insert(deployments).values(
+                                **_row(entry.name, entry.tenant, variant, 1.0, "config")
+                            )
+                        )
+            except StoreUnavailable:
+                continue
+        self.refresh(force=True)
+
+    def get(self, name: str) -> Deployment | None:
+        self.refresh()
+        return self.models.get(name)
+
+    def refresh(self, force: bool = False) -> None:
+        """Re-read variants and weights from the store (other replicas may have changed them)."""
+        now = time.monotonic()
+        if not force and now - self._refreshed < self.config.refresh_seconds:
+            return
+        self._refreshed = now
+        try:
+            with _Guarded(self.engine, begin=False) as conn:
+                rows = [dict(r._mapping) for r in conn.execute(select(deployments))]
+        except StoreUnavailable:
+            return  # keep serving the last known deployment
+        for row in rows:
+            dep = self.models.setdefault(row["model"], Deployment(row["model"], row["tenant"]))
+            if row["variant"] not in dep.variants:
+                try:
+                    model, signed = load_variant_model(row["spec"], self.config, row["signature"])
+                except (BastionError, Rejected, OSError):
+                    continue
+                dep.variants[row["variant"]] = Variant(
+                    row["variant"], model, row["spec"], row["digest"], signed
+                )
+            dep.weights[row["variant"]] = row["weight"]
+
+    def register(
+        self, name: str, variant: str, spec: str, tenant: str, by: str, signature: str | None = None
+    ) -> Deployment:
+        """Add a version (weight 0) after loading and verifying it."""
+        dep = self.get(name)
+        if dep is not None and dep.tenant != tenant:
+            raise Rejected(404, "model_not_found", f"no model named {name!r}")
+        if dep is not None and variant in dep.variants:
+            raise Rejected(
+                409, "variant_exists", f"model {name!r} already has a variant {variant!r}"
+            )
+        try:
+            model, signed = load_variant_model(spec, self.config, signature)
+        except BastionError as exc:
+            raise Rejected(422, "model_refused", exc.message) from None
+        if dep is not None and (dep.signature.input_shape, dep.signature.n_classes) != (
+            model.input_shape,
+            model.n_classes,
+        ):
+            raise Rejected(
+                422,
+                "signature_mismatch",
+                "the new version's input shape or classes differ from the model's",
+            )
+        entry = Variant(variant, model, spec, spec_digest(spec), signed, signature)
+        with _Guarded(self.engine, begin=True) as conn:
+            conn.execute(insert(deployments).values(**_row(name, tenant, entry, 0.0, by)))
+        dep = self.models.setdefault(name, Deployment(name, tenant))
+        dep.variants[variant] = entry
+        dep.weights[variant] = 0.0
+        return dep
+
+    def set_weights(self, name: str, weights: dict[str, float], tenant: str) -> Deployment:
+        """Blue-green (one variant at 1) or canary (several positive weights)."""
+        dep = self.get(name)
+        if dep is None or dep.tenant != tenant:
+            raise Rejected(404, "model_not_found", f"no model named {name!r}")
+        unknown = sorted(set(weights) - set(dep.variants))
+        if unknown:
+            raise Rejected(422, "unknown_variant", f"model {name!r} has no variant {unknown[0]!r}")
+        if any(w < 0 or w != w for w in weights.values()) or sum(weights.values()) <= 0:
+            raise Rejected(
+                422, "invalid_weights", "weights must be non-negative and sum to more than 0"
+            )
+        new = {v: float(weights.get(v, 0.0)) for v in dep.variants}
+        with _Guarded(self.engine, begin=True) as conn:
+            for variant, weight in new.items():
+                conn.execute(
+                    update(deployments)
+                    .where(deployments.c.model == name, deployments.c.variant == variant)
+                    .values(weight=weight)
+                )
+        dep.weights = new
+        return dep
+
+
+def _row(name: str, tenant: str, variant: Variant, weight: float, by: str) -> dict[str, Any]:
+    return {
+        "model": name,
+        "variant": variant.name,
+        "tenant": tenant,
+        "spec": variant.spec,
+        "signature": variant.signature,
+        "digest": variant.digest,
+        "signed": variant.signed,
+        "weight": weight,
+        "registered_at": time.time(),
+        "registered_by": by,
+    }

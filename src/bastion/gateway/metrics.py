@@ -1,0 +1,74 @@
+"""Prometheus metrics for the gateway (one registry per app; multiprocess-aware)."""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """The gateway's counters and histograms."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "bastion_requests",
+            "Requests by action, model, variant and status.",
+            ["action", "model", "variant", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "bastion_request_duration_seconds",
+            "Request latency through the whole chain.",
+            ["action", "model", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rejections = Counter(
+            "bastion_rejections", "Refused requests by reason code.", ["reason"], registry=r
+        )
+        self.rate_limited = Counter(
+            "bastion_rate_limit_hits", "Requests refused by a rate limit.", ["scope"], registry=r
+        )
+        self.audit_lag = Histogram(
+            "bastion_audit_lag_seconds",
+            "Time to commit an audit record.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.audit_pending = Gauge(
+            "bastion_audit_pending",
+            "Audit records queued but not yet committed.",
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+        self.audit_failures = Counter(
+            "bastion_audit_failures", "Audit records that could not be committed.", registry=r
+        )
+        self.store_unavailable = Counter(
+            "bastion_store_unavailable",
+            "Requests that met an unreachable store.",
+            ["store"],
+            registry=r,
+        )
+        self.canary_weight = Gauge(
+            "bastion_variant_weight",
+            "Traffic weight of each model variant.",
+            ["model", "variant"],
+            registry=r,
+            multiprocess_mode="liveall",
+        )
+
+    def render(self) -> bytes:
+        """The exposition text; aggregates all workers when PROMETHEUS_MULTIPROC_DIR is set."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

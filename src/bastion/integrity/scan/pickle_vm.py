@@ -286,6 +286,7 @@ class PickleMachine:
         budget = 65536
         bulk_match = _BULK.match
         view = memoryview(data)
+        max_stack = self.ctx.limits.max_stack
         one_subn = _ONE.subn
 
         def pop_mark(at: int) -> list[Any]:
@@ -324,6 +325,8 @@ class PickleMachine:
                         n = one_subn(b"", view[at : m.end()])[1]
                         stack.extend([SCALAR] * n)
                         p = m.end()
+                        if len(stack) > max_stack:
+                            self._check(stack, memo, meta, p)
                         continue
                     if op == 0x4B:  # BININT1
                         self._need(p, 1)
@@ -628,6 +631,8 @@ class PickleMachine:
             raise
         except (IndexError, struct.error) as exc:
             raise ParseError(f"malformed pickle: {exc}", p) from None
+        finally:
+            view.release()  # an exported buffer would keep the file mapping from closing
 
     # ---- semantics of the mutating opcodes ------------------------------------------------
     def _memo_get(self, memo: dict[int, Any], idx: int, at: int) -> Any:

@@ -420,10 +420,16 @@ def _open_read(path: Path) -> BinaryIO:
         raise InputError(f"cannot read {path}: {exc.strerror}", fix="check the path") from exc
 
 
-def encrypt_file(src: Path, dst: Path, envelope: Envelope, file_id: bytes | None = None) -> bytes:
+def encrypt_file(
+    src: Path,
+    dst: Path,
+    envelope: Envelope,
+    file_id: bytes | None = None,
+    segment: int = DEFAULT_SEGMENT,
+) -> bytes:
     """Encrypt one file; `dst` appears only when complete."""
     with _open_read(src) as reader, atomic_file(dst, "wb") as writer:
-        return encrypt_stream(reader, writer, envelope, file_id)  # type: ignore[arg-type]
+        return encrypt_stream(reader, writer, envelope, file_id, segment)  # type: ignore[arg-type]
 
 
 def decrypt_file(src: Path, dst: Path, keys: Sequence[KeyWrapper]) -> None:

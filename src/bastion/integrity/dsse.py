@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from bastion.integrity.keys import PrivateKey, PublicKey
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 KEYIDS = {"ecdsa-p256": "", "ed25519": "ed25519", "ml-dsa-65": "ml-dsa-65"}
+_HEX64 = re.compile("[0-9a-f]{64}")
 
 
 class SignatureInvalidError(SecurityError):
@@ -48,7 +50,7 @@ class Bundle:
     payload: bytes
     payload_type: str
     signatures: tuple[tuple[str, bytes], ...]  # (keyid, signature)
-    hint: str | None
+    hint: str
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -95,36 +97,59 @@ def _malformed(what: str) -> MalformedBundleError:
     )
 
 
+def _b64(value: Any) -> bytes:
+    """Strict base64: valid alphabet and canonical (no ignored trailing bits)."""
+    if not isinstance(value, str):
+        raise TypeError("expected base64 text")
+    raw = base64.b64decode(value, validate=True)
+    if base64.b64encode(raw).decode() != value:
+        raise binascii.Error("non-canonical base64")
+    return raw
+
+
+def _keys(obj: Any, expected: set[str], where: str) -> dict[str, Any]:
+    if not isinstance(obj, dict) or set(obj) != expected:
+        found = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise _malformed(f"{where} must have exactly {sorted(expected)}, found {found}")
+    return obj
+
+
 def parse(data: bytes) -> Bundle:
-    """Read a bundle without verifying anything."""
+    """Read a bundle without verifying anything; every field is checked strictly.
+
+    Only the DSSE payload is signed, so the unsigned fields around it must have
+    exactly the expected shape: any edit to them is reported, not ignored.
+    """
     try:
         doc = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _malformed("not JSON (truncated or edited?)") from exc
-    if not isinstance(doc, dict) or doc.get("mediaType") != BUNDLE_MEDIA_TYPE:
+    doc = _keys(doc, {"mediaType", "verificationMaterial", "dsseEnvelope"}, "the bundle")
+    if doc["mediaType"] != BUNDLE_MEDIA_TYPE:
         raise _malformed("unknown media type")
-    envelope = doc.get("dsseEnvelope")
-    if not isinstance(envelope, dict):
-        raise _malformed("no DSSE envelope")
-    material = doc.get("verificationMaterial")
-    public = material.get("publicKey") if isinstance(material, dict) else None
-    hint = public.get("hint") if isinstance(public, dict) else None
-    raw_sigs = envelope.get("signatures")
+    material = _keys(
+        doc["verificationMaterial"], {"publicKey", "tlogEntries"}, "verificationMaterial"
+    )
+    hint = _keys(material["publicKey"], {"hint"}, "publicKey")["hint"]
+    if material["tlogEntries"] != [] or not isinstance(hint, str) or not _HEX64.fullmatch(hint):
+        raise _malformed("unexpected transparency log entries or key hint")
+    envelope = _keys(doc["dsseEnvelope"], {"payload", "payloadType", "signatures"}, "dsseEnvelope")
+    if envelope["payloadType"] != PAYLOAD_TYPE:
+        raise _malformed(f"payload type {envelope['payloadType']!r}")
+    raw_sigs = envelope["signatures"]
     if not isinstance(raw_sigs, list) or not raw_sigs:
         raise _malformed("no signatures")
     try:
-        payload = base64.b64decode(envelope["payload"], validate=True)
-        signatures = tuple(
-            (str(s.get("keyid") or ""), base64.b64decode(s["sig"], validate=True)) for s in raw_sigs
-        )
-    except (KeyError, TypeError, AttributeError, binascii.Error) as exc:
+        payload = _b64(envelope["payload"])
+        signatures = []
+        for item in raw_sigs:
+            entry = _keys(item, {"sig", "keyid"}, "a signature")
+            if not isinstance(entry["keyid"], str):
+                raise TypeError("keyid")
+            signatures.append((entry["keyid"], _b64(entry["sig"])))
+    except (TypeError, binascii.Error) as exc:
         raise _malformed("bad payload or signature encoding") from exc
-    payload_type = envelope.get("payloadType")
-    if payload_type != PAYLOAD_TYPE:
-        raise _malformed(f"payload type {payload_type!r}")
-    return Bundle(
-        payload, payload_type, signatures, hint if isinstance(hint, str) and hint else None
-    )
+    return Bundle(payload, PAYLOAD_TYPE, tuple(signatures), hint)
 
 
 def _declared(bundle: Bundle) -> str:
@@ -160,7 +185,7 @@ def verify(bundle: Bundle, key: PublicKey) -> None:
             f"the signature is {declared} but the trusted key is {key.algorithm}",
             fix="verify with the key of the algorithm the model was signed with",
         )
-    if bundle.hint is not None and bundle.hint != key.hint:
+    if bundle.hint != key.hint:
         raise WrongKeyError(
             f"the model was signed by another key (key hint {bundle.hint[:16]}…, "
             f"offered {key.hint[:16]}…)",

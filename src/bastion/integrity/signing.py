@@ -144,10 +144,11 @@ def authenticate(bundle: dsse.Bundle, keys: Sequence[PublicKey]) -> tuple[Public
                 fix="a hybrid signature was stripped to one half; do not trust this model",
             )
         return key, signed
-    specific = [e for e in errors if not isinstance(e, dsse.WrongKeyError)]
+    wrong = (dsse.WrongKeyError, dsse.AlgorithmMismatchError)
+    specific = [e for e in errors if not isinstance(e, wrong)]
     if specific:
         raise specific[0]
-    if len(keys) == 1:
+    if len(keys) == 1 or all(isinstance(e, dsse.AlgorithmMismatchError) for e in errors):
         raise errors[0]
     raise dsse.WrongKeyError(
         f"none of the {len(keys)} trusted keys signed this model",

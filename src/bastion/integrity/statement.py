@@ -71,6 +71,8 @@ def _serialization(args: Any) -> Serialization:
     if args.get("allow_symlinks") not in (False, None):
         raise _fail("symlinks were allowed when signing; Bastion refuses symlinks")
     shard_size = args.get("shard_size")
+    if isinstance(shard_size, float) and shard_size.is_integer():
+        shard_size = int(shard_size)  # model-signing writes numbers through protobuf Struct
     if method == "shards" and (
         not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size <= 0
     ):

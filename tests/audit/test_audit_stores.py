@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import signal
 import socket
@@ -23,14 +24,38 @@ APPENDER = Path(__file__).with_name("appender.py")
 
 
 def _appender(
-    store: str, state: Path, tag: str, count: int, concurrency: int
+    store: str, state: Path, tag: str, count: int, concurrency: int, wait: bool = False
 ) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, str(APPENDER), store, str(state), tag, str(count), str(concurrency)],
+        [sys.executable, str(APPENDER), store, str(state), tag, str(count), str(concurrency)]
+        + (["--wait"] if wait else []),
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _run_together(store: str, state: Path, count: int) -> dict[int, str]:
+    """Two appender processes, released at the same moment; their acknowledged indexes."""
+    procs = [_appender(store, state, tag, count, 8, wait=True) for tag in ("A", "B")]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    lines: list[str] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        lines += out.splitlines()
+    acked = _acknowledged(lines)
+    assert sorted(acked) == list(range(2 * count))
+    tags = [acked[i][0] for i in range(2 * count)]
+    switches = sum(a != b for a, b in itertools.pairwise(tags))
+    assert switches >= 2, "the two processes did not append concurrently"
+    return acked
 
 
 def _acknowledged(lines: list[str]) -> dict[int, str]:
@@ -80,29 +105,14 @@ def test_postgres_log_appends_checkpoints_and_proves(home: Path, pg_url: str) ->
 
 
 def test_two_processes_append_to_one_postgres_log(home: Path, pg_url: str) -> None:
-    procs = [_appender(pg_url, home, tag, 150, 8) for tag in ("A", "B")]
-    lines: list[str] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        lines += out.splitlines()
-    acked = _acknowledged(lines)
-    assert sorted(acked) == list(range(300))
-    assert {label[0] for label in acked.values()} == {"A", "B"}
+    acked = _run_together(pg_url, home, 150)
     _check_records(pg_url, home, acked)
 
 
 def test_two_processes_append_to_one_sqlite_log(home: Path) -> None:
     store = str(home / "audit.sqlite3")
     open_log(store, state_dir=home).close()  # create the key once, before both start
-    procs = [_appender(store, home, tag, 100, 8) for tag in ("A", "B")]
-    lines: list[str] = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 0, err
-        lines += out.splitlines()
-    acked = _acknowledged(lines)
-    assert sorted(acked) == list(range(200))
+    acked = _run_together(store, home, 100)
     _check_records(store, home, acked)
 
 

@@ -94,47 +94,46 @@ def verify_command(
 def prove_command(
     index: int = typer.Argument(..., help="Leaf index to prove."),
     size: int | None = typer.Option(
-        None, "--size", help="Tree size (default: a checkpoint covering INDEX)."
+        None, "--size", help="Prove against the checkpoint of this size (default: the latest)."
     ),
     state_dir: Path | None = STATE_DIR,
     store: str | None = STORE,
 ) -> None:
     """Print the record at INDEX and its RFC 6962 inclusion proof against a signed checkpoint."""
-    from bastion.audit import AuditTampered
+    from bastion.audit import AuditTampered, canonical_json, leaf_hash
+    from bastion.core.errors import UsageError
 
     log = _open(state_dir, store)
     try:
-        cps = [
-            c
-            for c in log.checkpoints()
-            if index < c.tree_size and (size is None or c.tree_size == size)
-        ]
-        checkpoint = max(cps, key=lambda c: (c.tree_size, c.timestamp_ms)) if cps else None
-        if checkpoint is None and size is None:
-            checkpoint = log.checkpoint()
-        tree_size = checkpoint.tree_size if checkpoint else size
-        proof = log.inclusion_proof(index, tree_size)
+        current = log.size()
+        if not 0 <= index < current:
+            raise UsageError(
+                f"leaf {index} is not in the log ({current} leaves)", fix="pick a smaller index"
+            )
+        covering = [c for c in log.checkpoints() if index < c.tree_size]
+        if size is not None:
+            covering = [c for c in covering if c.tree_size == size]
+            if not covering:
+                raise UsageError(
+                    f"no checkpoint of size {size} covers leaf {index}",
+                    fix="omit --size to use the latest checkpoint",
+                )
+        latest = max(covering, key=lambda c: (c.tree_size, c.timestamp_ms), default=None)
+        checkpoint = latest if latest is not None else log.checkpoint()
+        proof = log.inclusion_proof(index, checkpoint.tree_size)
         record = log.record(index)
     finally:
         log.close()
-    from bastion.audit import canonical_json, leaf_hash
-
     if leaf_hash(canonical_json(record)) != proof.leaf_hash or not proof.verify():
         raise AuditTampered(
             f"leaf {index}: the stored proof does not verify", first_bad_index=index
         )
-    if checkpoint is not None and checkpoint.root_hash != proof.root_hash:
+    if checkpoint.root_hash != proof.root_hash:
         raise AuditTampered(
             f"the tree of {proof.tree_size} leaves does not match its signed checkpoint",
             fix="run `bastion audit verify`",
         )
-    _print_json(
-        {
-            "record": record,
-            "proof": proof.to_dict(),
-            "checkpoint": checkpoint.to_dict() if checkpoint else None,
-        }
-    )
+    _print_json({"record": record, "proof": proof.to_dict(), "checkpoint": checkpoint.to_dict()})
 
 
 @audit_app.command("consistency")

@@ -47,10 +47,9 @@ def _open(state_dir: Path | None, store: str | None) -> AuditLog:
             f"no audit signing key in {state}",
             fix="pass the gateway's --state-dir (or set BASTION_HOME)",
         )
-    if store is None and not (state / DEFAULT_FILE).exists():
-        raise InputError(
-            f"no audit log at {state / DEFAULT_FILE}", fix="pass --state-dir or --store"
-        )
+    file = state / DEFAULT_FILE if store is None else None if "://" in store else Path(store)
+    if file is not None and not file.exists():
+        raise InputError(f"no audit log at {file}", fix="pass --state-dir or --store")
     return open_log(store, state_dir=state)
 
 

@@ -43,8 +43,11 @@ def run_scanner(path: Path) -> None:
         ) from exc
     report = scan(path)
     if not report.safe:
+        flagged = [
+            f"{Path(f.path).name} ({f.verdict})" for f in report.files if f.verdict != "safe"
+        ]
         raise UnsafeModelError(
-            f"the scanner did not find {path.name} safe (verdict: {report.verdict})",
+            f"the scanner did not find {path.name} safe: {', '.join(flagged[:3]) or 'nothing scanned'}",
             fix=f"run `bastion scan {path}` for details; re-export the model as {SAFE_TARGETS}",
         )
 

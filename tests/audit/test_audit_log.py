@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bastion.audit import (
     AuditRecordError,
+    AuditUnavailable,
     SignedCheckpoint,
     canonical_json,
     leaf_hash,
@@ -259,3 +260,27 @@ def test_export_jsonl_roundtrips_to_the_signed_root(home: Path, tmp_path: Path) 
         leaf_hash(e).hex() == line["leaf_hash"] for e, line in zip(entries, lines, strict=True)
     )
     assert mth(entries) == cp.root_hash
+
+
+def test_a_damaged_head_stops_appends(home: Path) -> None:
+    log = open_log()
+    log.append_sync(_record(0))
+    with sqlite3.connect(home / "audit.sqlite3") as conn:
+        conn.execute("UPDATE audit_head SET frontier = x'00'")
+    with pytest.raises(AuditUnavailable, match="damaged"):
+        asyncio.run(log.append(_record(1)))
+    with sqlite3.connect(home / "audit.sqlite3") as conn:
+        conn.execute("DELETE FROM audit_head")
+    with pytest.raises(AuditUnavailable, match="damaged"):
+        log.append_sync(_record(1))
+    assert not log.verify().ok
+    log.close()
+
+
+def test_process_durability_uses_synchronous_normal(home: Path) -> None:
+    log = open_log(durability="process")
+    with log._store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    log.append_sync(_record(0))
+    assert log.verify().ok
+    log.close()

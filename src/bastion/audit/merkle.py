@@ -95,6 +95,8 @@ class Frontier:
 
     @classmethod
     def from_bytes(cls, size: int, blob: bytes) -> Frontier:
+        if len(blob) % HASH_SIZE:
+            raise ValueError(f"a frontier is a whole number of {HASH_SIZE}-byte hashes")
         hashes = [blob[i : i + HASH_SIZE] for i in range(0, len(blob), HASH_SIZE)]
         return cls(size, hashes)
 

@@ -265,14 +265,21 @@ class Store:
 
     # -- writes -------------------------------------------------------------------
 
+    def _locked_frontier(self, conn: sa.Connection) -> tuple[Frontier, Head]:
+        """Lock the head row and load the frontier; a damaged head stops writes (fail closed)."""
+        try:
+            head = self._head(conn, lock=True)
+            return Frontier.from_bytes(head.size, head.frontier), head
+        except (AuditTampered, ValueError) as error:
+            raise AuditUnavailable(
+                f"the audit log head in {self.location} is damaged: {error}",
+                fix="run `bastion audit verify`; the log may have been tampered with",
+            ) from error
+
     def append_batch(self, records: Sequence[Mapping[str, Any]]) -> int:
         """Append prepared records in one transaction; return the index of the first."""
         with self.write() as conn:
-            head = self._head(conn, lock=True)
-            try:
-                frontier = Frontier.from_bytes(head.size, head.frontier)
-            except ValueError as error:
-                raise AuditTampered(f"the audit log head is corrupt: {error}") from error
+            frontier, head = self._locked_frontier(conn)
             leaves, nodes = [], []
             for record in records:
                 index = frontier.size
@@ -328,8 +335,7 @@ class Store:
     def checkpoint(self) -> SignedCheckpoint:
         """Sign and store the current tree head."""
         with self.write() as conn:
-            head = self._head(conn, lock=True)
-            frontier = Frontier.from_bytes(head.size, head.frontier)
+            frontier, head = self._locked_frontier(conn)
             signed = self._update_head(conn, head, frontier, head.root, _now_ms())
             assert signed is not None
             return signed

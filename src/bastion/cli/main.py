@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import typer
 
 from bastion import __version__
-from bastion.cli import assess, audit, demo, integrity, keys, llm, report, scan, serve, zoo
+from bastion.cli import assess, audit, demo, harden, integrity, keys, llm, report, scan, serve, zoo
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -23,7 +23,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (assess, audit, demo, integrity, keys, llm, report, scan, serve, zoo):
+for module in (assess, audit, demo, harden, integrity, keys, llm, report, scan, serve, zoo):
     module.register(app)
 
 

@@ -150,7 +150,7 @@ def test_failed_decrypt_writes_nothing(tmp_path: Path, recipient: keys.PrivateKe
 def test_interrupted_encrypt_leaves_nothing_that_looks_complete(
     tmp_path: Path, recipient: keys.PrivateKey
 ) -> None:
-    """Kill an encryption mid-stream: the output name never appears; the scratch file does not decrypt."""
+    """Kill an encryption mid-stream: no output appears; the scratch file does not decrypt."""
     pub = tmp_path / "r.pub"
     pub.write_bytes(recipient.public().pem)
     fifo = tmp_path / "source"

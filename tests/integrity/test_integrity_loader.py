@@ -61,7 +61,7 @@ def test_tampered_model_never_loads(signed_safetensors: Path, keydir: Path) -> N
     data = bytearray(weights.read_bytes())
     data[-3] ^= 0x10
     weights.write_bytes(bytes(data))
-    with pytest.raises(signing.ModelMismatchError, match="changed: model.safetensors"):
+    with pytest.raises(signing.ModelMismatchError, match=r"changed: model\.safetensors"):
         load_model(signed_safetensors, trusted_keys=[_pub(keydir)])
 
 

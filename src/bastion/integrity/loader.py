@@ -47,7 +47,8 @@ def run_scanner(path: Path) -> None:
             f"{Path(f.path).name} ({f.verdict})" for f in report.files if f.verdict != "safe"
         ]
         raise UnsafeModelError(
-            f"the scanner did not find {path.name} safe: {', '.join(flagged[:3]) or 'nothing scanned'}",
+            f"the scanner did not find {path.name} safe: "
+            f"{', '.join(flagged[:3]) or 'nothing was scanned'}",
             fix=f"run `bastion scan {path}` for details; re-export the model as {SAFE_TARGETS}",
         )
 

@@ -14,7 +14,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from bastion.audit.checkpoint import SignedCheckpoint, load_or_create_key
-from bastion.audit.errors import AuditUnavailable
+from bastion.audit.errors import AuditTampered, AuditUnavailable
 from bastion.audit.merkle import (
     consistency_path,
     inclusion_path,
@@ -273,7 +273,7 @@ class AuditLog:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(AuditUnavailable):
+        with contextlib.suppress(AuditUnavailable, AuditTampered):
             head = self._store.head()
             if head.size != head.cp_size:
                 self._store.checkpoint()

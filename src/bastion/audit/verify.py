@@ -85,7 +85,11 @@ def verify_store(
     """Check every leaf, the tree head, and every checkpoint (plus `trusted`, kept elsewhere)."""
     problems = _Problems()
     with store.read() as conn:
-        head = store._head(conn, lock=False)
+        try:
+            head = store._head(conn, lock=False)
+        except AuditTampered as error:
+            problems.add(0, error.message)
+            return VerifyResult(0, Frontier().root(), None, 0, 0, list(problems))
         stored_cps = store.checkpoints(conn)
         candidates = [*stored_cps, *([trusted] if trusted else [])]
         valid: dict[int, list[SignedCheckpoint]] = {}

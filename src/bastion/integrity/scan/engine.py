@@ -137,7 +137,7 @@ def scan_blob(
 ) -> str:
     """Recognise `data[start:end]` by content, scan it, and return the format name."""
     ctx.deadline.check()
-    kind = sniff(data, start, end)
+    kind = sniff(data, start, end, top=top)
     if kind in ("pickle", "unknown"):
         strict = kind == "pickle" or name.endswith((".pkl", ".pickle"))
         fmt = scan_pickle_region(data, start, end, where, ctx, strict=strict, mm=mm)

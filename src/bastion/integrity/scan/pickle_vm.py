@@ -99,6 +99,18 @@ class Big:
         self.kind, self.start, self.length = kind, start, length
 
 
+class Run:
+    """At least 24 plain scalars pushed by data[start:end], counted only if ever needed."""
+
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+
+    def __repr__(self) -> str:
+        return "<scalars>"
+
+
 class ListV:
     __slots__ = ()
 
@@ -298,14 +310,23 @@ class PickleMachine:
             push = stack.append
             return items
 
+        def expand() -> None:
+            # a run of scalars is counted only when an opcode reaches into it
+            run = stack.pop()
+            stack.extend([SCALAR] * one_subn(b"", view[run.start : run.end])[1])
+
         def pop(at: int) -> Any:
             if not stack:
                 raise ParseError("unpickling stack underflow", at)
+            if stack[-1].__class__ is Run:
+                expand()
             return stack.pop()
 
         def top(at: int) -> Any:
             if not stack:
                 raise ParseError("unpickling stack underflow", at)
+            if stack[-1].__class__ is Run:
+                expand()
             return stack[-1]
 
         try:
@@ -322,10 +343,10 @@ class PickleMachine:
                 if op in _BULK_FIRST:
                     m = bulk_match(data, at, end)
                     if m is not None:
-                        n = one_subn(b"", view[at : m.end()])[1]
-                        stack.extend([SCALAR] * n)
                         p = m.end()
-                        if len(stack) > max_stack:
+                        push(Run(at, p))
+                        if p - at > max_stack:
+                            expand()
                             self._check(stack, memo, meta, p)
                         continue
                     if op == 0x4B:  # BININT1
@@ -562,7 +583,7 @@ class PickleMachine:
                     memo[idx] = top(at)
                 elif op == 0x30:  # POP
                     if stack:
-                        stack.pop()
+                        pop(at)
                     else:
                         pop_mark(at)
                 elif op == 0x31:  # POP_MARK

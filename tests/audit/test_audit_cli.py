@@ -146,3 +146,15 @@ def test_a_missing_store_file_is_not_created(
     code, _, err = _run(capsys, "audit", "verify", "--store", str(missing))
     assert code == 2 and f"no audit log at {missing}" in err
     assert not missing.exists()
+
+
+def test_the_gateway_url_variable_finds_a_postgres_log(
+    home: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = open_log(pg_url)
+    for i in range(5):
+        log.append_sync({"tenant": "acme", "n": i})
+    log.close()
+    monkeypatch.setenv("BASTION_AUDIT__URL", pg_url)
+    code, out, _ = _run(capsys, "audit", "verify")
+    assert code == 0 and out.startswith("ok: 5 leaves")

@@ -24,7 +24,7 @@ STATE_DIR = typer.Option(
 STORE = typer.Option(
     None,
     "--store",
-    envvar="BASTION_AUDIT__STORE",
+    envvar="BASTION_AUDIT__URL",
     help="SQLite path or postgresql+psycopg:// URL (default: <state dir>/audit.sqlite3).",
 )
 

@@ -50,6 +50,11 @@ class Gateway:
         self.limiter = make_limiter(config.limits) if config.limits.enabled else None
         self.audit_log: Any = None
         self.finalizers: list[Finalizer] = [self._record_metrics]
+        if config.deploy.require_signed and not config.deploy.trusted_keys:
+            raise ConfigError(
+                "deploy.require_signed is set but no trusted keys are configured",
+                fix="list the signers' public keys in [deploy] trusted_keys",
+            )
         unknown = [name for name in config.chain.stages if name not in STAGES]
         if unknown:
             raise ConfigError(
@@ -290,7 +295,8 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
         try:
             await metrics_chain.run(ctx)
         except Rejected as exc:
-            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+            headers = {**ctx.response_headers, **exc.headers}
+            return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
         return Response(ctx.extra["raw"], media_type="text/plain; version=0.0.4")
 
     # -- admin API: keys (admin role) -------------------------------------------------------

@@ -19,11 +19,44 @@ def open_audit_log(url: str | None, state_dir: Path) -> Any:
     """Open the shared log: `url`, else the state directory's default file and signing key.
 
     Using the audit module's defaults means `bastion audit verify` finds the same log and
-    key without flags.
+    key without flags. A store that is down at start-up is retried on each append.
     """
-    from bastion.audit import open_log
+    from bastion.audit import AuditUnavailable, open_log
 
-    return open_log(url, state_dir=state_dir)
+    try:
+        return open_log(url, state_dir=state_dir)
+    except AuditUnavailable:
+        return DeferredLog(url, state_dir)
+
+
+class DeferredLog:
+    """An audit log whose store was unreachable at start-up: every append retries opening it."""
+
+    def __init__(self, url: str | None, state_dir: Path) -> None:
+        self.url, self.state_dir = url, state_dir
+        self.log: Any = None
+
+    @property
+    def pending(self) -> int:
+        return 0 if self.log is None else int(self.log.pending)
+
+    async def append(self, record: dict[str, Any]) -> int:
+        if self.log is None:
+            from bastion.audit import open_log
+
+            self.log = open_log(self.url, state_dir=self.state_dir)
+        return int(await self.log.append(record))
+
+    async def aclose(self) -> None:
+        if self.log is not None:
+            await self.log.aclose()
+
+    def __getattr__(self, name: str) -> Any:
+        if self.log is None:
+            from bastion.audit import AuditUnavailable
+
+            raise AuditUnavailable("the audit store has not been reachable since start-up")
+        return getattr(self.log, name)
 
 
 def audit_record(ctx: Context) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from bastion.core.errors import InputError, UsageError
-from bastion.gateway.store import api_keys
+from bastion.gateway.store import api_keys, ensure_tables
 
 ROLES = ("client", "operator", "admin")
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
@@ -335,6 +335,7 @@ class _Guarded:
 
     def __enter__(self) -> Connection:
         try:
+            ensure_tables(self.engine)
             self._ctx = self.engine.begin() if self.begin else self.engine.connect()
             conn: Connection = self._ctx.__enter__()
             return conn

@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -99,14 +100,20 @@ def open_engine(url: str | None, state_dir: Path) -> Engine:
             f"unsupported store URL {url!r}", fix="use sqlite:///PATH or postgresql+psycopg://..."
         )
     with contextlib.suppress(Exception):
-        # Unreachable stores are reported per request (503), not at start-up.
-        metadata.create_all(engine)
+        # Unreachable stores are reported per request (503) and retried, not fatal at start-up.
+        ensure_tables(engine)
     return engine
 
 
+_READY: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
 def ensure_tables(engine: Engine) -> None:
-    """Create the tables if they are missing (idempotent)."""
+    """Create the tables once per engine (idempotent; retried until the store is reachable)."""
+    if engine in _READY:
+        return
     metadata.create_all(engine)
+    _READY.add(engine)
 
 
 def server_secret(state_dir: Path, secret_file: Path | None = None) -> bytes:

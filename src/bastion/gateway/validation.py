@@ -32,6 +32,11 @@ DATATYPES = (*FLOAT_TYPES, *INT_RANGES)
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 
 
+def _fits(values: np.ndarray, dtype: Any) -> bool:
+    with np.errstate(over="ignore"):
+        return bool(np.isfinite(values.astype(dtype)).all())
+
+
 async def read_limited(stream: AsyncIterator[bytes], declared: str | None, max_bytes: int) -> bytes:
     """The request body, refused with 413 as soon as it exceeds `max_bytes`."""
     if declared is not None:
@@ -160,7 +165,7 @@ def parse_infer_request(
         low, high = INT_RANGES[datatype]
         if not (values == np.round(values)).all() or values.min() < low or values.max() > high:
             raise Rejected(422, "dtype_mismatch", f"'data' holds values that are not {datatype}")
-    elif not np.isfinite(values.astype(FLOAT_TYPES[datatype])).all():
+    elif not _fits(values, FLOAT_TYPES[datatype]):
         raise Rejected(
             422, "dtype_mismatch", f"'data' holds values outside the range of {datatype}"
         )

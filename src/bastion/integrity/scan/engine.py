@@ -119,7 +119,7 @@ def scan_nested(payload: bytes, where: str, ctx: Context) -> None:
     """Scan bytes handed to a loader inside a pickle as a file of their own."""
     ctx.deeper()
     try:
-        scan_blob(payload, 0, len(payload), where, ctx, top=False)
+        scan_blob(payload, 0, len(payload), where, ctx, top=False, name="<loader>")
     finally:
         ctx.shallower()
 
@@ -139,8 +139,9 @@ def scan_blob(
     ctx.deadline.check()
     kind = sniff(data, start, end, top=top)
     if kind in ("pickle", "unknown"):
-        strict = kind == "pickle" or name.endswith((".pkl", ".pickle"))
-        fmt = scan_pickle_region(data, start, end, where, ctx, strict=strict, mm=mm)
+        if not top and not name.endswith(_PICKLE_NAMES):
+            return _tentative_pickle(data, start, end, where, ctx)
+        fmt = scan_pickle_region(data, start, end, where, ctx, strict=kind == "pickle" or not top, mm=mm)
         if fmt == "unknown" and top:
             _unknown(data, start, end, where, ctx)
         return fmt
@@ -151,6 +152,27 @@ def scan_blob(
         # a zip found by its end record only: loaders that read from the start see this prefix
         scan_pickle_region(data, start, end, f"{where}@prefix", ctx, strict=False)
     return kind
+
+
+_PICKLE_NAMES = (".pkl", ".pickle", "<loader>")
+_PICKLE_HEADS = frozenset(b"(]}c)Nl")
+
+
+def _tentative_pickle(data: Any, start: int, end: int, where: str, ctx: Context) -> str:
+    """An archive member that may be raw data (tensor storage) or a pickle under any name.
+
+    Its findings count only if it looks like a pickle (a PROTO header, or a protocol 0/1
+    opening) and its first stream runs to STOP, as a pickle a loader would accept.
+    """
+    head = bytes(data[start : start + 2])
+    if not head or not ((head[0] == 0x80 and len(head) > 1 and head[1] <= 5) or head[0] in _PICKLE_HEADS):
+        return "unknown"
+    mark, seen = len(ctx.findings), set(ctx._seen)
+    fmt = scan_pickle_region(data, start, end, where, ctx, strict=False, complete=True)
+    if fmt == "unknown":
+        del ctx.findings[mark:]
+        ctx._seen = seen
+    return fmt
 
 
 def _unknown(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
@@ -182,13 +204,22 @@ def _unknown(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
 
 
 def scan_pickle_region(
-    data: Any, start: int, end: int, where: str, ctx: Context, *, strict: bool, mm: Any = None
+    data: Any,
+    start: int,
+    end: int,
+    where: str,
+    ctx: Context,
+    *,
+    strict: bool,
+    mm: Any = None,
+    complete: bool = False,
 ) -> str:
     """Every pickle stream in the region, in order; findings before a parse error are kept.
 
     `strict` says the region is known to be a pickle (a parse error there means the file
     could not be fully scanned). Otherwise a region that fails before importing or
-    calling anything is simply not a pickle.
+    calling anything is simply not a pickle; with `complete`, so is one whose first
+    stream does not reach STOP.
     """
     machine = PickleMachine(data, start, end, ctx, where)
     if mm is not None:
@@ -203,7 +234,7 @@ def scan_pickle_region(
             value = machine.run_stream()
         except ParseError as exc:
             acted = (machine.imports, machine.calls) != before
-            if streams == 0 and not acted and not strict:
+            if streams == 0 and ((not acted and not strict) or complete):
                 return "unknown"
             if streams == 0 or acted:
                 ctx.add(

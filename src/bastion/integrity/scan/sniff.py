@@ -8,14 +8,15 @@ from typing import Any
 _ONNX_FIELDS = frozenset({0x12, 0x1A, 0x22, 0x28, 0x32, 0x3A, 0x42, 0x72, 0x7A, 0x8A})
 
 
-def sniff(data: Any, start: int, end: int) -> str:
-    """The format name of `data[start:end]`: an archive, a model format, "pickle" or "unknown"."""
+def sniff(data: Any, start: int, end: int, *, top: bool = True) -> str:
+    """The format name of `data[start:end]`: an archive, a model format, "pickle" or "unknown".
+
+    Only a whole file is searched for a zip end record behind a prefix (as zip readers
+    accept); archive members are recognised by their first bytes, so tensor data is
+    never read beyond its head.
+    """
     head = bytes(data[start : min(end, start + 512)])
-    if (
-        head.startswith(b"PK\x03\x04")
-        or head.startswith(b"PK\x05\x06")
-        or _has_eocd(data, start, end)
-    ):
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or (top and _has_eocd(data, start, end)):
         return "zip"
     if head.startswith(b"\x1f\x8b"):
         return "gzip"

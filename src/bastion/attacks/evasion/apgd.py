@@ -47,11 +47,20 @@ RHO = 0.75
 
 
 def checkpoints(n_iter: int) -> list[int]:
-    """The iterations at which APGD reconsiders each example's step size."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({int(np.ceil(q * n_iter)) for q in p[1:] if q <= 1})
+    """The iterations at which APGD reconsiders each example's step size.
+
+    Integer form of the schedule, as in the reference implementation: the first
+    interval is 0.22 N and each next one is 0.03 N shorter, never below 0.06 N.
+    """
+    interval = max(int(0.22 * n_iter), 1)
+    shrink = max(int(0.03 * n_iter), 1)
+    shortest = max(int(0.06 * n_iter), 1)
+    marks, at = [], interval
+    while at <= n_iter:
+        marks.append(at)
+        interval = max(interval - shrink, shortest)
+        at += interval
+    return marks
 
 
 def _start(x: torch.Tensor, eps: float, norm: Norm, box: Box, gen: torch.Generator) -> torch.Tensor:

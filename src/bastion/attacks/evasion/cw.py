@@ -92,7 +92,7 @@ def carlini_wagner_l2(
     steps: int = 100,
     search_steps: int = 5,
     c_init: float = 1.0,
-    lr: float = 0.01,
+    lr: float = 0.05,
     kappa: float = 0.0,
     bounds: BoundsArg = None,
 ) -> AttackResult:

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -104,28 +105,51 @@ def load_trusted(
     or `BASTION_PASSPHRASE`) or any `KeyWrapper` (a passphrase or a KMS wrapper).
     """
     source = Path(path)
-    if trusted_keys is not None:
-        signing.verify_model(source, _trusted(trusted_keys), Path(signature) if signature else None)
-    encrypted = crypt.is_encrypted(source)
-    if encrypted and decryption_key is None:
-        raise UsageError(
-            f"{source} is encrypted", fix="pass decryption_key=PRIVATE_KEY_PATH or a KeyWrapper"
-        )
-    if decryption_key is not None and not encrypted:
-        raise SecurityError(
-            f"{source} was expected to be encrypted but is not",
-            fix="check that the file was not replaced; drop decryption_key if this is intended",
-        )
-    if not encrypted:
+    with _private_dir() as tmp:
+        if trusted_keys is not None:
+            # verify a private copy, so the bytes loaded are the bytes verified
+            sig = Path(signature) if signature else signing.default_signature_path(source)
+            source, sig = _stage(source, sig, tmp / "staged")
+            signing.verify_model(source, _trusted(trusted_keys), sig)
+        encrypted = crypt.is_encrypted(source)
+        if encrypted and decryption_key is None:
+            raise UsageError(
+                f"{source.name} is encrypted",
+                fix="pass decryption_key=PRIVATE_KEY_PATH or a KeyWrapper",
+            )
+        if decryption_key is not None and not encrypted:
+            raise SecurityError(
+                f"{source.name} was expected to be encrypted but is not",
+                fix="check that the file was not replaced; drop decryption_key if this is intended",
+            )
+        if encrypted:
+            plain = tmp / "plain" / (source.name.removesuffix(".enc") or "model")
+            plain.parent.mkdir()
+            crypt.decrypt_path(source, plain, _unwrappers(decryption_key, passphrase))  # type: ignore[arg-type]
+            source = plain
         if scan:
             run_scanner(source)
         return load_safe(_model_file(source))
-    with _private_dir() as tmp:
-        plain = tmp / (source.name.removesuffix(".enc") or "model")
-        crypt.decrypt_path(source, plain, _unwrappers(decryption_key, passphrase))  # type: ignore[arg-type]
-        if scan:
-            run_scanner(plain)
-        return load_safe(_model_file(plain))
+
+
+def _stage(model: Path, sig: Path, into: Path) -> tuple[Path, Path]:
+    """Copy the model (symlinks kept as links, so verification refuses them) and its signature."""
+    into.mkdir()
+    staged, staged_sig = into / (model.name or "model"), into / "signature.bundle"
+    try:
+        if model.is_dir() and not model.is_symlink():
+            shutil.copytree(model, staged, symlinks=True)
+        elif model.exists():
+            shutil.copy2(model, staged, follow_symlinks=False)
+        if sig.exists():
+            shutil.copyfile(sig, staged_sig)
+    except (OSError, shutil.Error) as exc:
+        raise InputError(
+            f"cannot read {model}: {exc}", fix="pass a model of regular files"
+        ) from exc
+    return (
+        staged if staged.exists() or staged.is_symlink() else model
+    ), staged_sig if sig.exists() else sig
 
 
 def load_safe(path: Path) -> Model:

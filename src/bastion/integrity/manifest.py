@@ -207,12 +207,17 @@ def hash_files(
     """Hash `files` of `model` the way `serialization` says."""
     plan = plan_resources(files, serialization)
     paths = [file_path(model, entry.name) for entry, _, _ in plan]
-    if serialization.hash_type == "blake3":
-        digests = hash_files_blake3(paths)
-    else:
-        digests = hash_ranges(
-            [ByteRange(p, s, e) for p, (_, s, e) in zip(paths, plan, strict=True)], workers
-        )
+    try:
+        if serialization.hash_type == "blake3":
+            digests = hash_files_blake3(paths)
+        else:
+            digests = hash_ranges(
+                [ByteRange(p, s, e) for p, (_, s, e) in zip(paths, plan, strict=True)], workers
+            )
+    except OSError as exc:
+        raise InputError(
+            f"cannot read the model: {exc}", fix="make sure nothing writes to it"
+        ) from exc
     algorithm = serialization.resource_algorithm
     sharded = serialization.method == "shards"
     return [

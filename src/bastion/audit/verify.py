@@ -138,14 +138,22 @@ def verify_store(
             check_checkpoints()
 
     size = frontier.size
-    if size != head.size:
+    if size < head.size:
         problems.add(
-            min(size, head.size), f"the log holds {size} leaves but its head says {head.size}"
+            size,
+            f"leaf {size} is missing: the log holds {size} leaves but its head says {head.size}",
+        )
+    elif size > head.size:
+        problems.add(
+            head.size,
+            f"leaf {head.size} is not in the tree: the log holds {size} leaves "
+            f"but its head says {head.size}",
         )
     if sizes and size < sizes[-1]:
         problems.add(
             size,
-            f"the log was truncated: a checkpoint signs {sizes[-1]} leaves, the log holds {size}",
+            f"leaf {size} is missing: the log was truncated (a checkpoint signs {sizes[-1]} "
+            f"leaves, the log holds {size})",
         )
     if size and not sizes:
         problems.add(

@@ -109,7 +109,9 @@ def test_hop_skip_jump_uses_labels_only_and_shrinks_distance(digits) -> None:
     model, x, y = digits
     blind = LabelsOnly(model)
     short = hop_skip_jump(blind, x[:12], y[:12], iterations=1, init_evals=20, max_evals=50, seed=0)
-    longer = hop_skip_jump(LabelsOnly(model), x[:12], y[:12], iterations=6, init_evals=20, max_evals=50, seed=0)
+    longer = hop_skip_jump(
+        LabelsOnly(model), x[:12], y[:12], iterations=6, init_evals=20, max_evals=50, seed=0
+    )
     assert int(short.queries.sum()) == blind.rows
     assert longer.success.all()
     assert np.all(model.predict_proba(longer.x_adv).argmax(axis=1) != y[:12])
@@ -121,7 +123,12 @@ def test_white_box_attack_refuses_model_without_gradients(digits) -> None:
     with pytest.raises(UsageError, match="white-box"):
         pgd(LabelsOnly(model), x, y, epsilon=0.1)
     with pytest.raises(UsageError, match="white-box"):
-        apgd(build("cancer-logreg"), np.zeros((2, 30), np.float32), np.zeros(2, np.int64), epsilon=0.1)
+        apgd(
+            build("cancer-logreg"),
+            np.zeros((2, 30), np.float32),
+            np.zeros(2, np.int64),
+            epsilon=0.1,
+        )
 
 
 @pytest.mark.parametrize("eps", [0.0, -0.1, float("nan"), 1.5])

@@ -21,7 +21,9 @@ def _setup(seed: int, n_classes: int, width: float):
     """A random MLP, per-feature bounds, and inputs inside them."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    module = torch.nn.Sequential(torch.nn.Linear(FEATURES, 8), torch.nn.ReLU(), torch.nn.Linear(8, n_classes))
+    module = torch.nn.Sequential(
+        torch.nn.Linear(FEATURES, 8), torch.nn.ReLU(), torch.nn.Linear(8, n_classes)
+    )
     lo = rng.uniform(-2, 0, FEATURES).astype(np.float32)
     hi = (lo + rng.uniform(0.1, width, FEATURES)).astype(np.float32)
     x = (lo + rng.uniform(0, 1, (12, FEATURES)) * (hi - lo)).astype(np.float32)
@@ -54,15 +56,44 @@ def test_every_attack_respects_bounds_and_ball(seed, n_classes, width, eps_frac,
         fgsm(model, x, y, epsilon=eps, norm=norm, bounds=bounds),
         pgd(model, x, y, epsilon=eps, norm=norm, steps=5, restarts=2, bounds=bounds, seed=seed),
         apgd(model, x, y, epsilon=eps, norm=norm, n_iter=10, bounds=bounds, seed=seed),
-        apgd(model, x, y, epsilon=eps, norm=norm, loss="dlr-targeted", n_iter=10, n_targets=2, bounds=bounds),
+        apgd(
+            model,
+            x,
+            y,
+            epsilon=eps,
+            norm=norm,
+            loss="dlr-targeted",
+            n_iter=10,
+            n_targets=2,
+            bounds=bounds,
+        ),
         square_attack(model, x, y, epsilon=eps, norm=norm, n_queries=20, bounds=bounds, seed=seed),
     ):
         _inside(result.x_adv, x, bounds, eps, norm)
-    wc = worst_case(model, x, y, epsilons=[eps / 2, eps], norm=norm, bounds=bounds,
-                    suite=Suite(pgd_steps=3, apgd_iter=5, apgd_targets=1, square_queries=5), seed=seed)
+    wc = worst_case(
+        model,
+        x,
+        y,
+        epsilons=[eps / 2, eps],
+        norm=norm,
+        bounds=bounds,
+        suite=Suite(pgd_steps=3, apgd_iter=5, apgd_targets=1, square_queries=5),
+        seed=seed,
+    )
     for e, adv in zip(wc.epsilons, wc.x_adv, strict=True):
         _inside(adv, x, bounds, e, norm)
     assert wc.robust_accuracy == sorted(wc.robust_accuracy, reverse=True)
-    _inside(carlini_wagner_l2(model, x, y, steps=5, search_steps=2, bounds=bounds).x_adv, x, bounds, None, norm)
-    _inside(hop_skip_jump(model, x, y, iterations=2, init_evals=5, max_evals=10, bounds=bounds).x_adv,
-            x, bounds, None, norm)
+    _inside(
+        carlini_wagner_l2(model, x, y, steps=5, search_steps=2, bounds=bounds).x_adv,
+        x,
+        bounds,
+        None,
+        norm,
+    )
+    _inside(
+        hop_skip_jump(model, x, y, iterations=2, init_evals=5, max_evals=10, bounds=bounds).x_adv,
+        x,
+        bounds,
+        None,
+        norm,
+    )

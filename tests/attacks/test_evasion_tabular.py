@@ -74,8 +74,12 @@ def test_integer_and_categorical_features_take_allowed_values(cancer) -> None:
     x = test.x[:15].copy()
     x[:, 1] = cats[names[1]][2]
     x[:, 0] = np.round(x[:, 0])
-    c = TabularConstraints.for_dataset(test, integer=[names[0]], categorical=cats,
-                                       actionable=[names[0], names[1], names[20], names[27]])
+    c = TabularConstraints.for_dataset(
+        test,
+        integer=[names[0]],
+        categorical=cats,
+        actionable=[names[0], names[1], names[20], names[27]],
+    )
     r = cheapest_flip(model, x, c, n_grid=9, max_changes=3)
     assert c.satisfied(r.x_adv).all()
     assert np.all(r.x_adv[:, 0] == np.round(r.x_adv[:, 0]))
@@ -87,7 +91,10 @@ def test_integer_and_categorical_features_take_allowed_values(cancer) -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"immutable": frozenset({0}), "actionable": frozenset({0, 1})}, "immutable and actionable"),
+        (
+            {"immutable": frozenset({0}), "actionable": frozenset({0, 1})},
+            "immutable and actionable",
+        ),
         ({"immutable": frozenset({0, 1, 2})}, "no feature is actionable"),
         ({"integer": frozenset({2})}, "no integer"),
         ({"categorical": {1: (5.0, 6.0)}}, "no value within"),
@@ -96,7 +103,9 @@ def test_integer_and_categorical_features_take_allowed_values(cancer) -> None:
     ],
 )
 def test_contradictory_constraints_are_refused(kwargs, match) -> None:
-    c = TabularConstraints(lower=np.array([0.0, 0.0, 0.2]), upper=np.array([1.0, 1.0, 0.8]), **kwargs)
+    c = TabularConstraints(
+        lower=np.array([0.0, 0.0, 0.2]), upper=np.array([1.0, 1.0, 0.8]), **kwargs
+    )
     with pytest.raises(UsageError, match=match):
         c.validate()
 
@@ -127,8 +136,13 @@ def test_results_always_satisfy_random_constraints(seed, immutable, integer, cos
         y[0] = 1 - y[0]
     model = SklearnModel(LogisticRegression().fit(x, y))
     lo, hi = np.floor(x.min(axis=0)) - 1, np.ceil(x.max(axis=0)) + 1
-    c = TabularConstraints(lower=lo, upper=hi, immutable=frozenset(immutable), integer=frozenset(integer),
-                           cost=np.array(costs))
+    c = TabularConstraints(
+        lower=lo,
+        upper=hi,
+        immutable=frozenset(immutable),
+        integer=frozenset(integer),
+        cost=np.array(costs),
+    )
     pts = x[:8].copy()
     for j in integer:
         pts[:, j] = np.round(pts[:, j])

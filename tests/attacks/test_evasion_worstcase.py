@@ -43,7 +43,9 @@ def test_expensive_attacks_only_see_survivors(digits) -> None:
     assert apgd_calls < fgsm_calls
     assert wc.robust_accuracy == sorted(wc.robust_accuracy, reverse=True)
     assert wc.robust_accuracy[-1] < 0.2
-    assert 0.05 - 1e-6 <= wc.median_min_perturbation <= 0.2 + 1e-6 or np.isinf(wc.median_min_perturbation)
+    assert 0.05 - 1e-6 <= wc.median_min_perturbation <= 0.2 + 1e-6 or np.isinf(
+        wc.median_min_perturbation
+    )
     norms = perturbation_norms(wc, x, 1)
     assert len(norms) and norms.max() <= 0.1 + 1e-5
 
@@ -59,8 +61,9 @@ def test_black_box_model_gets_square_only() -> None:
 
     model = build("digits-cnn")
     _, test = entry("digits-cnn").load_data()
-    wc = worst_case(Blind(model), test.x[:20], test.labels[:20], epsilons=[0.2],
-                    suite=Suite(square_queries=100))
+    wc = worst_case(
+        Blind(model), test.x[:20], test.labels[:20], epsilons=[0.2], suite=Suite(square_queries=100)
+    )
     assert wc.attacks == ["square"]
     assert wc.robust_accuracy[0] < wc.clean_accuracy
 

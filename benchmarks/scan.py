@@ -77,20 +77,31 @@ TOOLS: dict[str, Callable[[Path], str]] = {
 
 
 def detection(work: Path) -> dict[str, Any]:
-    from corpus import SENTINEL, build
-
     import logging
+
+    from corpus import SENTINEL, build
 
     logging.disable(logging.CRITICAL)
     root = work / "corpus"
     samples = build(root)
     tally: dict[str, dict[str, Any]] = {
-        t: {"detected": 0, "missed": 0, "false_alarms": 0, "errors": 0, "missed_files": [], "false_alarm_files": []}
+        t: {
+            "detected": 0,
+            "missed": 0,
+            "false_alarms": 0,
+            "errors": 0,
+            "missed_files": [],
+            "false_alarm_files": [],
+        }
         for t in TOOLS
     }
     per_file: list[dict[str, Any]] = []
     for sample in samples:
-        row: dict[str, Any] = {"path": sample.path, "label": sample.label, "technique": sample.technique}
+        row: dict[str, Any] = {
+            "path": sample.path,
+            "label": sample.label,
+            "technique": sample.technique,
+        }
         for tool, run in TOOLS.items():
             try:
                 outcome = run(root / sample.path)
@@ -113,7 +124,11 @@ def detection(work: Path) -> dict[str, Any]:
         per_file.append(row)
     from bastion.integrity.scan import scan
 
-    benign_malicious = [s.path for s in samples if s.label == "benign" and scan(root / s.path).verdict == "malicious"]
+    benign_malicious = [
+        s.path
+        for s in samples
+        if s.label == "benign" and scan(root / s.path).verdict == "malicious"
+    ]
     module_verdict = scan(root / "benign/torch_user_module.pt").verdict
     n_mal = sum(s.label == "malicious" for s in samples)
     for t in tally.values():
@@ -127,7 +142,11 @@ def detection(work: Path) -> dict[str, Any]:
         "bastion_full_module_user_class_verdict": module_verdict,
         "sentinel_created": (root / SENTINEL).exists(),
         "per_file": per_file,
-        "note": "Bastion counts 'error' (unscannable, exit 2) on a malicious file as detected: it is never reported safe.",
+        "note": (
+            "Bastion counts 'error' (unscannable, exit 2) on a malicious file as detected: "
+            "it is never reported safe. false_alarms counts benign files flagged at all "
+            "(suspicious or malicious); bastion_benign_called_malicious must be empty."
+        ),
     }
 
 
@@ -193,7 +212,10 @@ def timed(label: str, file: Path, runs: int) -> dict[str, Any]:
     b, p = out["bastion"]["seconds_median"], out["picklescan"]["seconds_median"]
     out["speedup_vs_picklescan"] = round(p / b, 2)
     out["time_ratio_bastion_over_picklescan"] = round(b / p, 3)
-    print(f"{label}: bastion {b:.2f}s ({out['bastion']['peak_rss_mb']} MB), picklescan {p:.2f}s ({out['picklescan']['peak_rss_mb']} MB)")
+    print(
+        f"{label}: bastion {b:.2f}s ({out['bastion']['peak_rss_mb']} MB), "
+        f"picklescan {p:.2f}s ({out['picklescan']['peak_rss_mb']} MB)"
+    )
     return out
 
 
@@ -208,11 +230,17 @@ def main() -> None:
         print("detection on the corpus ...")
         result["detection"] = detection(work)
         for tool, t in result["detection"]["tools"].items():
-            print(f"  {tool:<11} detected {t['detected']}/{result['detection']['malicious']}, false alarms {t['false_alarms']}, errors {t['errors']}")
+            print(
+                f"  {tool:<11} detected {t['detected']}/{result['detection']['malicious']}, "
+                f"false alarms {t['false_alarms']}, errors {t['errors']}"
+            )
         pkl = work / "nested_lists.pkl"
         nested_list_pickle(pkl, list_mb)
         result["nested_list_pickle"] = timed("nested-list pickle", pkl, 1 if args.quick else 2)
-        result["nested_list_pickle"]["targets"] = {"speedup_at_least": 10, "bastion_peak_rss_mb_at_most": 150}
+        result["nested_list_pickle"]["targets"] = {
+            "speedup_at_least": 10,
+            "bastion_peak_rss_mb_at_most": 150,
+        }
         pkl.unlink()
         ckpt = work / "checkpoint.pt"
         torch_checkpoint(ckpt, ckpt_mb)

@@ -10,9 +10,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from corpus import Sample, build  # noqa: E402
+from corpus import Sample, build
 
-from bastion.integrity.scan import ScanReport, scan  # noqa: E402
+from bastion.integrity.scan import ScanReport, scan
 
 
 @pytest.fixture(scope="session")

@@ -376,13 +376,19 @@ def _malicious_pickles(put: Callable[..., None], cmd: str, code: str) -> None:
         "malicious",
     )
     runners = [
-        ("timeit", "timeit", code), ("cProfile", "run", code), ("profile", "run", code), ("pdb", "run", code),
-        ("runpy", "run_path", "/nonexistent"), ("pydoc", "pipepager", "x", cmd), ("subprocess", "getoutput", cmd),
-        ("pip", "main", "install"), ("numpy.testing._private.utils", "runstring", code),
-        ("torch.utils.cpp_extension", "load_inline", "x"), ("torch.hub", "load", "x"), ("code", "interact", code),
-        ("idlelib.pyshell", "main", code), ("webbrowser", "open", "file:///"), ("ensurepip", "bootstrap", "x"),
-        ("_posixsubprocess", "fork_exec", cmd), ("pty", "spawn", cmd), ("asyncio.unix_events", "_UnixSubprocessTransport", cmd),
-        ("torch._inductor.codecache", "compile_file", cmd), ("trace", "Trace", code), ("bdb", "Bdb", code),
+        ("timeit", "timeit", code), ("cProfile", "run", code), ("profile", "run", code),
+        ("pdb", "run", code), ("runpy", "run_path", "/nonexistent"),
+        ("pydoc", "pipepager", "x", cmd),
+        ("subprocess", "getoutput", cmd), ("pip", "main", "install"),
+        ("numpy.testing._private.utils", "runstring", code),
+        ("torch.utils.cpp_extension", "load_inline", "x"), ("torch.hub", "load", "x"),
+        ("code", "interact", code), ("idlelib.pyshell", "main", code),
+        ("webbrowser", "open", "file:///"),
+        ("ensurepip", "bootstrap", "x"), ("_posixsubprocess", "fork_exec", cmd),
+        ("pty", "spawn", cmd),
+        ("asyncio.unix_events", "_UnixSubprocessTransport", cmd),
+        ("torch._inductor.codecache", "compile_file", cmd), ("trace", "Trace", code),
+        ("bdb", "Bdb", code),
     ]  # fmt: skip
     for module, name, *args in runners:
         put(
@@ -863,7 +869,8 @@ def _malicious_formats(
         "safetensors overlapping tensors",
         "suspicious",
     )
-    header = b'{"a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "a": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}'
+    entry = b'{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}'
+    header = b'{"a": ' + entry + b', "a": ' + entry + b"}"
     put(
         f"{m}duplicate.safetensors",
         struct.pack("<Q", len(header)) + header + b"\x00" * 4 + call("os", "system", cmd),

@@ -35,7 +35,9 @@ def test_exit_0_when_every_file_is_safe(tree: Path, capsys: pytest.CaptureFixtur
     assert code == 0 and "2 files: 2 safe" in out
 
 
-def test_exit_1_and_json_shape_when_something_is_found(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_1_and_json_shape_when_something_is_found(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(["scan", str(tree), "--format", "json"], capsys)
     assert code == 1
     doc = json.loads(out)
@@ -48,7 +50,9 @@ def test_exit_1_and_json_shape_when_something_is_found(tree: Path, capsys: pytes
     assert files["custom.pkl"]["verdict"] == "suspicious"
 
 
-def test_exit_2_when_a_file_cannot_be_scanned(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_exit_2_when_a_file_cannot_be_scanned(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tree / "ok" / "empty.pt").write_bytes(b"")
     code, _, _ = run(["scan", str(tree / "ok")], capsys)
     assert code == 2
@@ -56,7 +60,9 @@ def test_exit_2_when_a_file_cannot_be_scanned(tree: Path, capsys: pytest.Capture
     assert code == 2
 
 
-def test_sarif_output_is_2_1_0_with_rules_and_results(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sarif_output_is_2_1_0_with_rules_and_results(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, out, _ = run(["scan", str(tree / "bad"), "--format", "sarif"], capsys)
     doc = json.loads(out)
     assert code == 1 and doc["version"] == "2.1.0"
@@ -64,15 +70,22 @@ def test_sarif_output_is_2_1_0_with_rules_and_results(tree: Path, capsys: pytest
     assert run_["tool"]["driver"]["name"] == "bastion-scan"
     assert {r["id"] for r in run_["tool"]["driver"]["rules"]} >= {"pickle.import.denied"}
     assert run_["results"][0]["level"] == "error"
-    assert run_["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("weights.bin")
+    assert run_["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"][
+        "uri"
+    ].endswith("weights.bin")
 
 
-def test_allow_and_allowlist_file_extend_the_allowlist(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_allow_and_allowlist_file_extend_the_allowlist(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["scan", str(tree / "custom.pkl"), "--allow", "mypkg.nets:Net"], capsys)[0] == 0
     listing = tree / "allow.toml"
     listing.write_text('[allow]\nglobals = ["mypkg.*:*"]\n')
     assert run(["scan", str(tree / "custom.pkl"), "--allowlist", str(listing)], capsys)[0] == 0
-    assert run(["scan", str(tree / "custom.pkl"), "--policy", "strict", "--format", "json"], capsys)[0] == 1
+    assert (
+        run(["scan", str(tree / "custom.pkl"), "--policy", "strict", "--format", "json"], capsys)[0]
+        == 1
+    )
 
 
 def test_output_file_is_written(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -89,12 +102,16 @@ def test_output_file_is_written(tree: Path, capsys: pytest.CaptureFixture[str]) 
         (["--allow", "nocolon"], "not MODULE:NAME"),
     ],
 )
-def test_bad_options_are_usage_errors(tree: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
+def test_bad_options_are_usage_errors(
+    tree: Path, capsys: pytest.CaptureFixture[str], args: list[str], needle: str
+) -> None:
     code, _, err = run(["scan", str(tree / "ok"), *args], capsys)
     assert code == 2 and needle in err and "fix:" in err
 
 
-def test_bad_allowlist_file_names_the_problem(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_allowlist_file_names_the_problem(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = tree / "allow.toml"
     bad.write_text("[allow\n")
     code, _, err = run(["scan", str(tree / "ok"), "--allowlist", str(bad)], capsys)

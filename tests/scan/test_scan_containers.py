@@ -11,13 +11,13 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import rules
 from corpus import _tar, _zip, call
 
 from bastion.integrity.scan import ScanReport
 from bastion.integrity.scan.engine import scan_paths
 from bastion.integrity.scan.limits import Limits
 from bastion.integrity.scan.policy import load_policy
+from conftest import rules
 
 Scan = Callable[..., ScanReport]
 PAYLOAD = call("os", "system", "true")
@@ -41,7 +41,9 @@ def test_encrypted_member_is_unscannable_exit_2(scan_bytes: Scan) -> None:
         pos = raw.find(sig)
         struct.pack_into("<H", raw, pos + off, 1)
     report = scan_bytes(bytes(raw), "x.zip")
-    assert report.verdict == "error" and "archive.encrypted" in rules(report) and report.exit_code == 2
+    assert (
+        report.verdict == "error" and "archive.encrypted" in rules(report) and report.exit_code == 2
+    )
 
 
 def test_truncated_zip_still_scans_local_entries(scan_bytes: Scan) -> None:

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import rules
 from corpus import _gguf, _onnx_model
 
 from bastion.integrity.scan import ScanReport, scan
+from conftest import rules
 
 Scan = Callable[..., ScanReport]
 
@@ -22,21 +22,41 @@ def _st(header: dict[str, object] | bytes, body: bytes) -> bytes:
 
 
 def test_valid_safetensors_is_safe(scan_bytes: Scan) -> None:
-    data = _st({"__metadata__": {"a": "b"}, "w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8]}}, b"\x00" * 8)
+    data = _st(
+        {
+            "__metadata__": {"a": "b"},
+            "w": {"dtype": "F16", "shape": [2, 2], "data_offsets": [0, 8]},
+        },
+        b"\x00" * 8,
+    )
     assert scan_bytes(data).safe
 
 
 @pytest.mark.parametrize(
     ("header", "body", "needle"),
     [
-        ({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"\x00" * 4, "do not match"),
-        ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\x00" * 8, "unreferenced"),
+        (
+            {"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}},
+            b"\x00" * 4,
+            "do not match",
+        ),
+        (
+            {"w": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}},
+            b"\x00" * 8,
+            "unreferenced",
+        ),
         ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, b"\x00" * 9, "trailing"),
-        ({"w": {"dtype": "X9", "shape": [1], "data_offsets": [0, 4]}}, b"\x00" * 4, "unknown dtype"),
+        (
+            {"w": {"dtype": "X9", "shape": [1], "data_offsets": [0, 4]}},
+            b"\x00" * 4,
+            "unknown dtype",
+        ),
         ({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 40]}}, b"\x00" * 4, "outside"),
     ],
 )
-def test_inconsistent_safetensors_headers(scan_bytes: Scan, header: dict[str, object], body: bytes, needle: str) -> None:
+def test_inconsistent_safetensors_headers(
+    scan_bytes: Scan, header: dict[str, object], body: bytes, needle: str
+) -> None:
     report = scan_bytes(_st(header, body))
     assert report.verdict == "suspicious"
     assert any(needle in f.message for f in report.files[0].findings)
@@ -62,11 +82,29 @@ def test_npy_object_array_pickle_is_scanned_numeric_is_not(scan_bytes: Scan) -> 
 
 
 def test_keras_lambda_and_module_references(scan_bytes: Scan) -> None:
-    lam = {"class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {"function": "x"}}]}}
+    lam = {
+        "class_name": "Sequential",
+        "config": {"layers": [{"class_name": "Lambda", "config": {"function": "x"}}]},
+    }
     assert scan_bytes(json.dumps(lam).encode(), "config.json").verdict == "malicious"
-    ref = {"class_name": "Sequential", "config": {"layers": [{"module": "builtins", "class_name": "function", "config": "eval"}]}}
+    ref = {
+        "class_name": "Sequential",
+        "config": {"layers": [{"module": "builtins", "class_name": "function", "config": "eval"}]},
+    }
     assert scan_bytes(json.dumps(ref).encode(), "config.json").verdict == "malicious"
-    custom = {"class_name": "Sequential", "config": {"layers": [{"module": "mylib.layers", "class_name": "Fancy", "config": {}, "registered_name": "my>Fancy"}]}}
+    custom = {
+        "class_name": "Sequential",
+        "config": {
+            "layers": [
+                {
+                    "module": "mylib.layers",
+                    "class_name": "Fancy",
+                    "config": {},
+                    "registered_name": "my>Fancy",
+                }
+            ]
+        },
+    }
     assert scan_bytes(json.dumps(custom).encode(), "config.json").verdict == "suspicious"
 
 
@@ -106,11 +144,16 @@ def test_ordinary_chat_templates_are_safe(scan_bytes: Scan) -> None:
         "{% elif message.role == 'user' %}{{ message.content | trim }}{% endif %}"
         "{% if loop.last %}{% break %}{% endif %}{% endfor %}{{ raise_exception('x') if false }}"
     )
-    assert scan_bytes(json.dumps({"chat_template": template}).encode(), "tokenizer_config.json").safe
+    assert scan_bytes(
+        json.dumps({"chat_template": template}).encode(), "tokenizer_config.json"
+    ).safe
 
 
 def test_gguf_template_and_malformed_metadata(scan_bytes: Scan) -> None:
-    assert scan_bytes(_gguf({"tokenizer.chat_template": "{{ cycler.__init__ }}"}), "m.gguf").verdict == "malicious"
+    assert (
+        scan_bytes(_gguf({"tokenizer.chat_template": "{{ cycler.__init__ }}"}), "m.gguf").verdict
+        == "malicious"
+    )
     assert scan_bytes(_gguf({"general.name": "x"}), "m.gguf").safe
     broken = b"GGUF" + struct.pack("<IQQ", 3, 0, 5) + struct.pack("<Q", 2**50)
     assert scan_bytes(broken, "m.gguf").verdict == "error"

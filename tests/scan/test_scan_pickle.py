@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import rules
 from corpus import _glob, _s, call
 
 from bastion.integrity.scan import ScanReport
 from bastion.integrity.scan.engine import scan_paths
 from bastion.integrity.scan.limits import Limits
 from bastion.integrity.scan.policy import load_policy
+from conftest import rules
 
 Scan = Callable[..., ScanReport]
 
@@ -24,14 +24,29 @@ def globals_of(report: ScanReport) -> set[str]:
 
 
 def test_plain_data_of_every_protocol_is_safe(scan_bytes: Scan) -> None:
-    obj = {"a": [1, 2.5, None, True, "x" * 300, b"y"], "t": (1, (2, 3)), "s": {1, 2}, "f": frozenset([3])}
+    obj = {
+        "a": [1, 2.5, None, True, "x" * 300, b"y"],
+        "t": (1, (2, 3)),
+        "s": {1, 2},
+        "f": frozenset([3]),
+    }
     for proto in range(6):
         report = scan_bytes(pickle.dumps(obj, protocol=proto))
         assert report.safe, (proto, report.to_dict())
 
 
 def test_stack_global_from_memo_slots_resolves_to_the_real_target(scan_bytes: Scan) -> None:
-    data = b"\x80\x04" + _s("posix") + b"\x94" + _s("system") + b"\x94" + b"00" + b"h\x00h\x01\x93" + _s("x") + b"\x85R."
+    data = (
+        b"\x80\x04"
+        + _s("posix")
+        + b"\x94"
+        + _s("system")
+        + b"\x94"
+        + b"00"
+        + b"h\x00h\x01\x93"
+        + _s("x")
+        + b"\x85R."
+    )
     report = scan_bytes(data)
     assert report.verdict == "malicious"
     assert "posix.system" in globals_of(report)
@@ -39,7 +54,17 @@ def test_stack_global_from_memo_slots_resolves_to_the_real_target(scan_bytes: Sc
 
 def test_memoize_index_is_memo_length_even_after_sparse_puts(scan_bytes: Scan) -> None:
     # BINPUT 0 then MEMOIZE writes slot 1 (len(memo) == 1): "os" is in slot 0, "harmless" in 1
-    data = b"\x80\x04" + _s("os") + b"q\x00" + _s("harmless") + b"\x94" + b"00" + b"h\x00" + _s("system") + b"\x93."
+    data = (
+        b"\x80\x04"
+        + _s("os")
+        + b"q\x00"
+        + _s("harmless")
+        + b"\x94"
+        + b"00"
+        + b"h\x00"
+        + _s("system")
+        + b"\x93."
+    )
     assert "os.system" in globals_of(scan_bytes(data))
 
 
@@ -55,7 +80,9 @@ def test_python2_names_are_mapped_like_cpython(scan_bytes: Scan) -> None:
 
 def test_bulk_number_runs_keep_the_stack_exact(scan_bytes: Scan) -> None:
     # 40 ints inside a MARK, TUPLE, POP, then strings for STACK_GLOBAL: a miscount would shift them
-    ints = b"".join(b"K" + bytes([i]) for i in range(20)) + b"".join(b"J" + struct.pack("<i", i) for i in range(20))
+    ints = b"".join(b"K" + bytes([i]) for i in range(20)) + b"".join(
+        b"J" + struct.pack("<i", i) for i in range(20)
+    )
     data = b"\x80\x04" + _s("os") + b"(" + ints + b"t0" + _s("system") + b"\x93."
     assert "os.system" in globals_of(scan_bytes(data))
     data = b"\x80\x04" + _s("os") + _s("system") + ints + b"0" * 40 + b"\x93."
@@ -88,7 +115,9 @@ def test_truncated_benign_pickle_is_an_error_not_safe(scan_bytes: Scan) -> None:
 
 
 def test_every_concatenated_stream_is_read(scan_bytes: Scan) -> None:
-    data = pickle.dumps([1, 2], protocol=2) + pickle.dumps("x", protocol=0) + call("nt", "system", "x")
+    data = (
+        pickle.dumps([1, 2], protocol=2) + pickle.dumps("x", protocol=0) + call("nt", "system", "x")
+    )
     report = scan_bytes(data)
     assert "nt.system" in globals_of(report) and report.verdict == "malicious"
 
@@ -119,16 +148,35 @@ def test_dunder_traversal_in_dotted_names_is_denied(scan_bytes: Scan) -> None:
 
 def test_nested_pickle_bytes_handed_to_a_loader_are_scanned(scan_bytes: Scan) -> None:
     inner = call("os", "system", "x")
-    data = b"\x80\x04" + _glob("torch.storage", "_load_from_bytes") + b"C" + bytes([len(inner)]) + inner + b"\x85R."
+    data = (
+        b"\x80\x04"
+        + _glob("torch.storage", "_load_from_bytes")
+        + b"C"
+        + bytes([len(inner)])
+        + inner
+        + b"\x85R."
+    )
     report = scan_bytes(data)
     assert "posix.system" in globals_of(report) or "os.system" in globals_of(report)
     benign = pickle.dumps([1, 2, 3], protocol=2)
-    data = b"\x80\x04" + _glob("torch.storage", "_load_from_bytes") + b"C" + bytes([len(benign)]) + benign + b"\x85R."
+    data = (
+        b"\x80\x04"
+        + _glob("torch.storage", "_load_from_bytes")
+        + b"C"
+        + bytes([len(benign)])
+        + benign
+        + b"\x85R."
+    )
     assert scan_bytes(data).safe
 
 
 def test_loader_called_on_a_computed_value_is_malicious(scan_bytes: Scan) -> None:
-    data = b"\x80\x04" + _glob("torch.storage", "_load_from_bytes") + _glob("collections", "OrderedDict") + b")R\x85R."
+    data = (
+        b"\x80\x04"
+        + _glob("torch.storage", "_load_from_bytes")
+        + _glob("collections", "OrderedDict")
+        + b")R\x85R."
+    )
     assert "pickle.loader.opaque" in rules(scan_bytes(data))
 
 

@@ -27,7 +27,10 @@ def scan_command(
         None, "--output", "-o", help="Write the report here instead of stdout."
     ),
 ) -> None:
-    """Scan model files; exit 0 all safe, 1 suspicious or malicious found, 2 a file could not be scanned."""
+    """Scan model files without running them.
+
+    Exit 0 all safe, 1 something suspicious or malicious, 2 a file could not be scanned.
+    """
     import json
 
     from bastion import __version__

@@ -1,4 +1,4 @@
-"""Archives and compressed streams: zip (parsed leniently, like PyTorch), tar, gzip/bz2/xz/lzma/zlib.
+"""Archives and compressed streams: zip (read leniently, like PyTorch), tar, gzip/bz2/xz/lzma.
 
 Every member is recognised by its content and scanned under the archive's path,
 named `archive!member`.
@@ -105,7 +105,7 @@ def inflate(kind: str, data: Any, start: int, end: int, ctx: Context) -> Inflate
                 total += len(out)
                 ctx.count_decompressed(len(out))
                 if spill is None and total > _SPILL:
-                    spill = tempfile.TemporaryFile()
+                    spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Inflated.close
                     spill.write(b"".join(chunks))
                     chunks = []
                 if spill is not None:
@@ -310,20 +310,21 @@ def _central_directory(
             ctx.add(
                 "zip.no_central_directory",
                 "medium",
-                "zip has no end-of-central-directory record (truncated?); local entries were scanned",
+                "zip has no end-of-central-directory record (truncated?); "
+                "local entries were scanned",
                 where,
                 None,
                 "error",
             )
         return [], start
     eocd = tail_start + idx
-    count, cd_size, cd_offset = struct.unpack_from("<HII", tail, idx + 10)
+    cd_size, cd_offset = struct.unpack_from("<II", tail, idx + 12)
     loc = eocd - 20
     if loc >= start and bytes(data[loc : loc + 4]) == b"PK\x06\x07":  # zip64 locator
         (z64,) = struct.unpack_from("<Q", bytes(data[loc + 8 : loc + 16]))
         z64 = loc - 56 if bytes(data[loc - 56 : loc - 52]) == b"PK\x06\x06" else start + z64
         if start <= z64 and z64 + 56 <= end and bytes(data[z64 : z64 + 4]) == b"PK\x06\x06":
-            count, cd_size, cd_offset = struct.unpack_from("<QQQ", bytes(data[z64 + 32 : z64 + 56]))
+            _, cd_size, cd_offset = struct.unpack_from("<QQQ", bytes(data[z64 + 32 : z64 + 56]))
             eocd = z64
     base = start + max(0, eocd - start - cd_size - cd_offset)  # bytes prepended to the archive
     entries: list[_Entry] = []
@@ -412,7 +413,8 @@ def _scan_entry(
         ctx.add(
             "zip.name_mismatch",
             "high",
-            f"member is {entry.name!r} in the central directory but {lname!r} in its local header; scanned once, reported under both",
+            f"member is {entry.name!r} in the central directory but {lname!r} in its local "
+            "header; scanned once, reported under both",
             f"{label} (local: {lname})",
             None,
             "suspicious",

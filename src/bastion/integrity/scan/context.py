@@ -47,7 +47,8 @@ class Context:
         if self.decompressed > self.limits.max_decompressed:
             raise LimitExceeded(
                 "limit.decompressed",
-                f"decompressed content exceeds {self.limits.max_decompressed} bytes (decompression bomb?)",
+                f"decompressed content exceeds {self.limits.max_decompressed} bytes "
+                "(decompression bomb?)",
             )
 
     def count_member(self) -> None:

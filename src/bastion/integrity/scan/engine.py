@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -67,9 +68,20 @@ def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileRes
     if path.is_symlink():
         _check_symlink(path, root, ctx)
     try:
-        size = path.stat().st_size
+        info = path.stat()
+        size = info.st_size
         if path.is_dir():
             return FileResult(where, "symlink", ctx.findings)
+        if not stat.S_ISREG(info.st_mode):
+            ctx.add(
+                "format.special",
+                "medium",
+                "not a regular file (device, FIFO or socket)",
+                where,
+                None,
+                "error",
+            )
+            return FileResult(where, "special", ctx.findings)
         if size == 0:
             ctx.add("format.empty", "medium", "zero-byte file: not a model", where, None, "error")
             return FileResult(where, "empty", ctx.findings)
@@ -99,6 +111,34 @@ def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileRes
             "error",
         )
     return FileResult(where, fmt, ctx.findings)
+
+
+def scan_data(
+    data: bytes, policy: Policy, limits: Limits | None = None, name: str = "<bytes>"
+) -> FileResult:
+    """Scan an in-memory file (for callers that hold the bytes); never raises."""
+    limits = limits or Limits()
+    ctx = Context(
+        policy=policy, limits=limits, deadline=Deadline(limits.max_seconds), nested=scan_nested
+    )
+    fmt = "unknown"
+    if not data:
+        ctx.add("format.empty", "medium", "zero-byte file: not a model", name, None, "error")
+        return FileResult(name, "empty", ctx.findings)
+    try:
+        fmt = scan_blob(data, 0, len(data), name, ctx, top=True)
+    except LimitExceeded as exc:
+        ctx.add(exc.rule, "high", exc.message, name, None, "suspicious")
+    except Exception as exc:  # a scanner bug must never report data as safe
+        ctx.add(
+            "scan.internal",
+            "high",
+            f"scanner failed: {type(exc).__name__}: {exc}",
+            name,
+            None,
+            "error",
+        )
+    return FileResult(name, fmt, ctx.findings)
 
 
 def _check_symlink(path: Path, root: Path, ctx: Context) -> None:
@@ -141,7 +181,9 @@ def scan_blob(
     if kind in ("pickle", "unknown"):
         if not top and not name.endswith(_PICKLE_NAMES):
             return _tentative_pickle(data, start, end, where, ctx)
-        fmt = scan_pickle_region(data, start, end, where, ctx, strict=kind == "pickle" or not top, mm=mm)
+        fmt = scan_pickle_region(
+            data, start, end, where, ctx, strict=kind == "pickle" or not top, mm=mm
+        )
         if fmt == "unknown" and top:
             _unknown(data, start, end, where, ctx)
         return fmt
@@ -165,7 +207,9 @@ def _tentative_pickle(data: Any, start: int, end: int, where: str, ctx: Context)
     opening) and its first stream runs to STOP, as a pickle a loader would accept.
     """
     head = bytes(data[start : start + 2])
-    if not head or not ((head[0] == 0x80 and len(head) > 1 and head[1] <= 5) or head[0] in _PICKLE_HEADS):
+    if not head or not (
+        (head[0] == 0x80 and len(head) > 1 and head[1] <= 5) or head[0] in _PICKLE_HEADS
+    ):
         return "unknown"
     mark, seen = len(ctx.findings), set(ctx._seen)
     fmt = scan_pickle_region(data, start, end, where, ctx, strict=False, complete=True)
@@ -240,7 +284,8 @@ def scan_pickle_region(
                 ctx.add(
                     "pickle.parse_error",
                     "medium",
-                    f"pickle stream {streams + 1} is malformed at offset {exc.pos}: {exc}; CPython stops there too",
+                    f"pickle stream {streams + 1} is malformed at offset {exc.pos}: {exc}; "
+                    "CPython stops there too",
                     f"{where}@{exc.pos}",
                     None,
                     "error" if streams == 0 else "suspicious",

@@ -309,8 +309,10 @@ def scan_hdf5(data: Any, start: int, end: int, where: str, ctx: Context) -> None
 
 
 # ---- ONNX --------------------------------------------------------------------------------
-_ONNX_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft",
-                           "com.microsoft.nchwc", "com.microsoft.experimental", "ai.onnx.training"})  # fmt: skip
+_ONNX_DOMAINS = frozenset(
+    {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "ai.onnx.training", "com.microsoft",
+     "com.microsoft.nchwc", "com.microsoft.experimental"}
+)  # fmt: skip
 
 
 def scan_onnx(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
@@ -342,7 +344,8 @@ def scan_onnx(data: Any, start: int, end: int, where: str, ctx: Context) -> None
                 ctx.add(
                     "onnx.custom_domain",
                     "medium",
-                    f"operator {node.op_type!r} from domain {node.domain!r} needs a custom-op library",
+                    f"operator {node.op_type!r} from domain {node.domain!r} "
+                    "needs a custom-op library",
                     where,
                     f"{node.domain}:{node.op_type}",
                     "suspicious",

@@ -456,7 +456,8 @@ class PickleMachine:
                         self.ctx.add(
                             "pickle.global.unresolved",
                             "critical",
-                            f"STACK_GLOBAL operands {describe(module)}, {describe(name)} cannot be resolved statically",
+                            f"STACK_GLOBAL operands {describe(module)}, {describe(name)} "
+                            "cannot be resolved statically",
                             self._loc(at),
                             None,
                             "malicious",

@@ -48,7 +48,7 @@ class FileResult:
         worst: Verdict = "safe"
         for finding in self.findings:
             if finding.effect != "none" and _VERDICT_RANK[finding.effect] > _VERDICT_RANK[worst]:
-                worst = finding.effect  # type: ignore[assignment]
+                worst = finding.effect
         return worst
 
     def to_dict(self) -> dict[str, Any]:

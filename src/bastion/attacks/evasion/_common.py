@@ -19,25 +19,46 @@ LogitsFn = Callable[[torch.Tensor], torch.Tensor]
 BOUNDS_TOLERANCE = 1e-5
 
 
-@dataclass(frozen=True)
 class AttackResult:
     """What an attack returns: the examples, which ones succeeded, their distances and cost.
 
     `norm` is each example's perturbation size in the attack's norm; `queries` counts model
     evaluations per example (forward passes for white-box attacks, predictions for black-box).
+    `success` may be judged lazily (one extra forward pass, paid on first access), so timing
+    an attack measures the attack alone.
     """
 
-    attack: str
-    norm_kind: str
-    epsilon: float | None
-    x_adv: np.ndarray
-    success: np.ndarray
-    norm: np.ndarray
-    queries: np.ndarray
+    def __init__(
+        self,
+        attack: str,
+        norm_kind: str,
+        epsilon: float | None,
+        x_adv: np.ndarray,
+        success: np.ndarray | Callable[[], np.ndarray],
+        norm: np.ndarray,
+        queries: np.ndarray,
+    ) -> None:
+        self.attack = attack
+        self.norm_kind = norm_kind
+        self.epsilon = epsilon
+        self.x_adv = x_adv
+        self.norm = norm
+        self.queries = queries
+        self._success = success
+
+    @property
+    def success(self) -> np.ndarray:
+        if callable(self._success):
+            self._success = np.asarray(self._success(), dtype=bool)
+        return self._success
 
     @property
     def success_rate(self) -> float:
         return float(self.success.mean()) if len(self.success) else 0.0
+
+    def __repr__(self) -> str:
+        n = len(self.norm)
+        return f"AttackResult({self.attack}, {self.norm_kind}, eps={self.epsilon}, n={n})"
 
 
 @dataclass(frozen=True)
@@ -214,6 +235,18 @@ def dlr_targeted_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tenso
     return -(zy - zt) / (z[:, -1] - 0.5 * (z[:, -3] + z[:, -4]) + 1e-12)
 
 
+def misclassified(
+    logits: LogitsFn, x_adv: torch.Tensor, y: torch.Tensor
+) -> Callable[[], np.ndarray]:
+    """A deferred judge: which rows of `x_adv` the model gets wrong (one forward, when asked)."""
+
+    def judge() -> np.ndarray:
+        with torch.no_grad():
+            return (logits(x_adv).argmax(dim=1) != y).numpy()
+
+    return judge
+
+
 def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
@@ -224,7 +257,7 @@ def finish(
     epsilon: float | None,
     x: torch.Tensor,
     x_adv: torch.Tensor,
-    success: torch.Tensor,
+    success: torch.Tensor | Callable[[], np.ndarray],
     queries: torch.Tensor | int,
 ) -> AttackResult:
     """Package tensors into an AttackResult (unsuccessful rows keep their best attempt)."""
@@ -234,7 +267,7 @@ def finish(
         norm_kind=norm_kind,
         epsilon=epsilon,
         x_adv=x_adv.detach().numpy(),
-        success=success.numpy().astype(bool),
+        success=success if callable(success) else success.numpy().astype(bool),
         norm=flat_norm((x_adv - x).detach(), norm_kind).numpy(),
         queries=q.numpy().astype(np.int64),
     )

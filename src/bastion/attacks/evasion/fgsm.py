@@ -16,6 +16,7 @@ from bastion.attacks.evasion._common import (
     check_norm,
     finish,
     inputs_and_labels,
+    misclassified,
     normalize,
     project,
     require_differentiable,
@@ -50,6 +51,4 @@ def fgsm(
     box = resolve_box(model, xt, bounds)
     eps = check_epsilon(epsilon, box, xt, kind)
     x_adv = fgsm_tensor(logits, xt, yt, eps, kind, box)
-    with torch.no_grad():
-        success = logits(x_adv).argmax(dim=1) != yt
-    return finish("fgsm", kind, eps, xt, x_adv, success, 2)
+    return finish("fgsm", kind, eps, xt, x_adv, misclassified(logits, x_adv, yt), 2)

@@ -17,6 +17,7 @@ from bastion.attacks.evasion._common import (
     finish,
     generator,
     inputs_and_labels,
+    misclassified,
     normalize,
     project,
     random_start,
@@ -114,6 +115,22 @@ def pgd(
     box = resolve_box(model, xt, bounds)
     eps = check_epsilon(epsilon, box, xt, kind)
     alpha = float(step_size) if step_size is not None else 2.5 * eps / steps
+    gen = generator(seed)
+    queries = (steps + 1) * restarts
+    if restarts == 1:  # no restart needs to know who survived: judge success only when asked
+        x_adv = pgd_tensor(
+            logits,
+            xt,
+            yt,
+            eps=eps,
+            norm=kind,
+            box=box,
+            steps=steps,
+            step_size=alpha,
+            start=random_start,
+            gen=gen,
+        )
+        return finish("pgd", kind, eps, xt, x_adv, misclassified(logits, x_adv, yt), queries)
     x_adv, success = pgd_restarts(
         logits,
         xt,
@@ -125,6 +142,6 @@ def pgd(
         step_size=alpha,
         restarts=restarts,
         start=random_start,
-        gen=generator(seed),
+        gen=gen,
     )
-    return finish("pgd", kind, eps, xt, x_adv, success, (steps + 1) * restarts)
+    return finish("pgd", kind, eps, xt, x_adv, success, queries)

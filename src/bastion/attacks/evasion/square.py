@@ -163,7 +163,7 @@ def square_attack(
     box = resolve_box(model, xt, bounds)
     eps = check_epsilon(epsilon, box, xt, kind)
     counter = QueryCounter(model, len(xt))
-    p = p_init if p_init is not None else (0.05 if kind == "linf" else 0.1)
+    p = p_init if p_init is not None else 0.8
     x_adv, success = square_tensor(
         counter,
         xt,

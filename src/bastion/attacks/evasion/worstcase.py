@@ -204,7 +204,7 @@ def _square_stage(model: Model, norm: Norm, box: Box, queries: int, seed: int) -
             norm=norm,
             box=box,
             n_queries=queries,
-            p_init=0.05 if norm == "linf" else 0.1,
+            p_init=0.8,
             gen=gen,
         )
         return xa, ok, int(counter.counts.float().mean().item()) if len(x) else 0

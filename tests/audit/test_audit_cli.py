@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -126,17 +124,6 @@ def test_no_log_is_a_usage_error(
     code, _, err = _run(capsys, "audit", "verify", "--state-dir", str(tmp_path / "nothing"))
     assert code == 2 and "no audit signing key" in err and "fix:" in err
     assert not (tmp_path / "nothing").exists()  # nothing created by looking
-
-
-def test_bastion_audit_verify_as_a_subprocess(log_home: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "bastion", "audit", "verify", "--state-dir", str(log_home)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("ok: 19 leaves")
 
 
 def test_a_missing_store_file_is_not_created(

@@ -105,7 +105,7 @@ def test_postgres_log_appends_checkpoints_and_proves(home: Path, pg_url: str) ->
 
 
 def test_two_processes_append_to_one_postgres_log(home: Path, pg_url: str) -> None:
-    acked = _run_together(pg_url, home, 150)
+    acked = _run_together(pg_url, home, 100)
     _check_records(pg_url, home, acked)
 
 

@@ -11,6 +11,8 @@ No tree state is cached in memory between transactions: a replica holds nothing 
 from __future__ import annotations
 
 import contextlib
+import random
+import sqlite3
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -136,11 +138,35 @@ def _sqlite_engine(path: Path, busy_timeout_s: float, durability: Durability) ->
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        # IMMEDIATE takes the write lock up front: no upgrade deadlocks between writers.
-        write = conn.get_execution_options().get("audit_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+        dbapi_conn = conn.connection.dbapi_connection
+        if conn.get_execution_options().get("audit_write", False):
+            _begin_immediate(dbapi_conn, busy_timeout_s)
+        else:
+            dbapi_conn.execute("BEGIN")  # type: ignore[union-attr]
 
     return engine
+
+
+def _begin_immediate(dbapi_conn: Any, timeout_s: float) -> None:
+    """Take the write lock up front (no upgrade deadlocks), polling finely for it.
+
+    SQLite's own busy handler sleeps up to 100 ms between tries, so a process that commits
+    back to back takes the lock again before a sleeping one wakes, and starves it. Polling
+    every 0.1-1 ms lets several worker processes share one log file.
+    """
+    deadline = time.monotonic() + timeout_s
+    dbapi_conn.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                dbapi_conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(random.uniform(0.0001, 0.001))
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
 
 
 def _postgres_engine(url: sa.URL, connect_timeout_s: float, durability: Durability) -> sa.Engine:
@@ -208,7 +234,7 @@ class Store:
                 f"audit store {self.location} is inconsistent: {error.orig}",
                 fix="run `bastion audit verify`; the log may have been tampered with",
             ) from error
-        except (*UNAVAILABLE_ERRORS, exc.DBAPIError) as error:
+        except (*UNAVAILABLE_ERRORS, exc.DBAPIError, sqlite3.Error) as error:
             reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
             raise AuditUnavailable(
                 f"audit store {self.location} is unavailable: {reason}"
@@ -392,6 +418,22 @@ class Store:
                 first_bad_index=index << level,
             )
         return found
+
+    @staticmethod
+    def nodes_completed(conn: sa.Connection, start: int, end: int) -> dict[tuple[int, int], bytes]:
+        """Stored subtree hashes (level >= 1) completed by leaves start..end-1.
+
+        Node (level, idx) is completed by leaf ((idx + 1) << level) - 1.
+        """
+        clauses = []
+        for level in range(1, end.bit_length() + 1):
+            lo, hi = -(-(start + 1) // (1 << level)) - 1, (end >> level) - 1
+            if lo <= hi:
+                clauses.append(sa.and_(nodes_t.c.level == level, nodes_t.c.idx.between(lo, hi)))
+        if not clauses:
+            return {}
+        rows = conn.execute(sa.select(nodes_t).where(sa.or_(*clauses)))
+        return {(row.level, row.idx): bytes(row.hash) for row in rows}
 
     def range_hashes(
         self, conn: sa.Connection, ranges: Iterable[tuple[int, int]]

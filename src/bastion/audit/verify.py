@@ -14,6 +14,7 @@ from bastion.audit.records import SEQ_FIELD, canonical_json
 from bastion.audit.store import Store
 
 MAX_PROBLEMS = 20
+NODE_CHUNK = 4096  # leaves per comparison of the subtree-hash cache
 
 
 @dataclass
@@ -127,6 +128,29 @@ def verify_store(
                     "inserted, removed or reordered",
                 )
 
+        computed: dict[tuple[int, int], bytes] = {}
+        chunk_start = 0
+
+        def check_node_cache() -> None:
+            """The cached subtree hashes (what proofs are built from) must match the leaves.
+
+            Reported only when no leaf problem explains the difference, and at no leaf
+            index: a damaged cache breaks proofs, not the records.
+            """
+            nonlocal chunk_start
+            stored = store.nodes_completed(conn, chunk_start, frontier.size)
+            if stored != computed and not problems.located():
+                (level, idx), _ = min(
+                    (stored.items() ^ computed.items()), key=lambda item: item[0][1] << item[0][0]
+                )
+                problems.add(
+                    None,
+                    f"the cached hash of leaves {idx << level}..{((idx + 1) << level) - 1} is "
+                    "wrong: inclusion and consistency proofs over them would not verify",
+                )
+            computed.clear()
+            chunk_start = frontier.size
+
         check_checkpoints()
         for index, text, stored in store.leaves(conn):
             if index != expected:
@@ -134,8 +158,12 @@ def verify_store(
                     expected, f"leaf {expected} is missing (the next stored leaf is {index})"
                 )
             expected = index + 1
-            frontier.append(_check_leaf(index, text, stored, problems))
+            for level, idx, digest in frontier.append(_check_leaf(index, text, stored, problems)):
+                computed[(level, idx)] = digest
             check_checkpoints()
+            if frontier.size - chunk_start >= NODE_CHUNK:
+                check_node_cache()
+        check_node_cache()
 
     size = frontier.size
     if size < head.size:

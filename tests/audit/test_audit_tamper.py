@@ -223,3 +223,13 @@ def test_an_external_checkpoint_catches_a_full_rewrite(
         and "error: leaf 20 is missing: the log was truncated (a checkpoint signs 30" in out
     )
     assert SignedCheckpoint.load(kept).tree_size == N
+
+
+def test_damaged_proof_cache(db: Path, home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _sql(db, ("UPDATE audit_nodes SET hash = ? WHERE level = 2 AND idx = 1", (b"\x11" * 32,)))
+    code, out = _verify(home, capsys)
+    assert code == 1 and "error: the cached hash of leaves 4..7 is wrong" in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["audit", "prove", "0", "--state-dir", str(home)])  # its path uses that subtree
+    assert exit_info.value.code == 1
+    assert "does not verify" in capsys.readouterr().err

@@ -284,3 +284,27 @@ def test_process_durability_uses_synchronous_normal(home: Path) -> None:
     log.append_sync(_record(0))
     assert log.verify().ok
     log.close()
+
+
+def test_verify_sees_a_consistent_snapshot_while_appends_continue(home: Path) -> None:
+    import threading
+
+    log = open_log(durability="process")
+    for i in range(50):
+        log.append_sync(_record(i))
+    done = threading.Event()
+
+    def writer() -> None:
+        for i in range(150):
+            log.append_sync(_record(i))
+        done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    results = []
+    while not done.is_set():
+        results.append(log.verify())
+    thread.join()
+    assert all(r.ok for r in results), [r.messages() for r in results if not r.ok]
+    assert len(results) >= 1 and log.verify().tree_size == 200
+    log.close()

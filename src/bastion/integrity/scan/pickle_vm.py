@@ -291,6 +291,7 @@ class PickleMachine:
         """Execute one stream from `self.pos` to its STOP; returns the value STOP pops."""
         data, end = self.data, self.end
         p = self.pos
+        self.proto = 0  # each load() starts with a fresh unpickler
         stack: list[Any] = []
         meta: list[list[Any]] = []
         memo: dict[int, Any] = {}

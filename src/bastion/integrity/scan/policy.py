@@ -10,7 +10,6 @@ import json
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -130,9 +129,7 @@ def load_policy(
     """The built-in lists plus per-run `allow` entries and user list files."""
     if name not in POLICIES:
         raise UsageError(f"unknown scan policy {name!r}", fix="choose default or strict")
-    builtin = tomllib.loads(
-        resources.files("bastion.integrity.scan").joinpath("policy.toml").read_text("utf-8")
-    )
+    builtin = tomllib.loads((Path(__file__).parent / "policy.toml").read_text("utf-8"))
     allow_entries = list(builtin["allow"]["globals"])
     deny_entries = list(builtin["deny"]["globals"])
     for file in files:

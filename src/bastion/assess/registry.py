@@ -10,6 +10,7 @@ from bastion.core.errors import UsageError
 CHECK_MODULES = [
     "bastion.assess.checks.baseline",
     "bastion.assess.checks.evasion",
+    "bastion.assess.checks.poisoning",
 ]
 
 

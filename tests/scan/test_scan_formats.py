@@ -130,6 +130,8 @@ def test_onnx_escapes_and_custom_domains(tmp_path: Path) -> None:
         "{{ lipsum['__glo' + 'bals__'] }}",
         "{{ namespace.__init__ }}",
         "{% for m in messages %}{{ m|attr(m['k']) }}{% endfor %}",
+        "{% set a = '__cl' ~ 'ass__' %}{{ ''[a] }}",
+        "{{ messages|map(attribute='_' ~ 'x')|list }}",
     ],
 )
 def test_template_escapes_are_malicious(scan_bytes: Scan, template: str) -> None:

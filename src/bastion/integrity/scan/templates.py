@@ -51,7 +51,15 @@ def check_template(text: str, where: str, ctx: Context) -> None:
         )
         return
     for node in tree.find_all(
-        (nodes.Getattr, nodes.Getitem, nodes.Filter, nodes.Name, nodes.Const)
+        (
+            nodes.Getattr,
+            nodes.Getitem,
+            nodes.Filter,
+            nodes.Name,
+            nodes.Const,
+            nodes.Add,
+            nodes.Concat,
+        )
     ):
         reason = _judge(node, nodes)
         if reason:
@@ -66,6 +74,18 @@ def check_template(text: str, where: str, ctx: Context) -> None:
 
 
 def _judge(node: Any, nodes: Any) -> str | None:
+    if isinstance(node, nodes.Add | nodes.Concat):
+        parts = node.nodes if isinstance(node, nodes.Concat) else [node.left, node.right]
+        for part in parts:
+            value = part.value if isinstance(part, nodes.Const) else None
+            if isinstance(value, str) and (value.startswith("_") or value.endswith("__")):
+                return f"builds a private name from {value!r}"
+    if isinstance(node, nodes.Filter):
+        for kw in node.kwargs:
+            if kw.key == "attribute" and not (
+                isinstance(kw.value, nodes.Const) and not str(kw.value.value).startswith("_")
+            ):
+                return f"uses |{node.name}(attribute=...) with a private or computed name"
     if isinstance(node, nodes.Getattr) and node.attr.startswith("_"):
         return f"reads the private attribute {node.attr!r}"
     if isinstance(node, nodes.Getitem):

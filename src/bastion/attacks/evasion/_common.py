@@ -24,8 +24,8 @@ class AttackResult:
 
     `norm` is each example's perturbation size in the attack's norm; `queries` counts model
     evaluations per example (forward passes for white-box attacks, predictions for black-box).
-    `success` may be judged lazily (one extra forward pass, paid on first access), so timing
-    an attack measures the attack alone.
+    `success` and `norm` may be computed lazily (success costs one forward pass, paid on
+    first access), so timing an attack measures the attack alone.
     """
 
     def __init__(
@@ -35,14 +35,14 @@ class AttackResult:
         epsilon: float | None,
         x_adv: np.ndarray,
         success: np.ndarray | Callable[[], np.ndarray],
-        norm: np.ndarray,
+        norm: np.ndarray | Callable[[], np.ndarray],
         queries: np.ndarray,
     ) -> None:
         self.attack = attack
         self.norm_kind = norm_kind
         self.epsilon = epsilon
         self.x_adv = x_adv
-        self.norm = norm
+        self._norm = norm
         self.queries = queries
         self._success = success
 
@@ -51,6 +51,12 @@ class AttackResult:
         if callable(self._success):
             self._success = np.asarray(self._success(), dtype=bool)
         return self._success
+
+    @property
+    def norm(self) -> np.ndarray:
+        if callable(self._norm):
+            self._norm = np.asarray(self._norm())
+        return self._norm
 
     @property
     def success_rate(self) -> float:
@@ -102,7 +108,8 @@ def resolve_box(model: Model, x: torch.Tensor, bounds: BoundsArg = None) -> Box:
         )
     if bool((lo > hi).any()):
         raise UsageError("lower bound exceeds upper bound", fix="swap or correct the bounds")
-    if bool(((x < lo - BOUNDS_TOLERANCE) | (x > hi + BOUNDS_TOLERANCE)).any()):
+    x_lo, x_hi = (x.amin(dim=0), x.amax(dim=0)) if len(x) else (lo, hi)
+    if bool((x_lo < lo - BOUNDS_TOLERANCE).any() or (x_hi > hi + BOUNDS_TOLERANCE).any()):
         raise DataError(
             f"the bounds [{float(lo.min()):g}, {float(hi.max()):g}] exclude some clean inputs "
             f"(inputs span [{float(x.min()):g}, {float(x.max()):g}])",
@@ -141,7 +148,8 @@ def require_differentiable(model: Model, attack: str) -> LogitsFn:
             fix="use a black-box attack (square_attack, hop_skip_jump) or a torch model",
         )
     module = model.module  # type: ignore[attr-defined]
-    module.eval()
+    if module.training:
+        module.eval()
     return model.logits  # type: ignore[attr-defined]
 
 
@@ -268,7 +276,7 @@ def finish(
         epsilon=epsilon,
         x_adv=x_adv.detach().numpy(),
         success=success if callable(success) else success.numpy().astype(bool),
-        norm=flat_norm((x_adv - x).detach(), norm_kind).numpy(),
+        norm=lambda: flat_norm((x_adv - x).detach(), norm_kind).numpy(),
         queries=q.numpy().astype(np.int64),
     )
 

@@ -218,3 +218,19 @@ def test_mark_nesting_limit_is_a_finding(tmp_path: Path) -> None:
 def test_time_limit_is_a_finding(tmp_path: Path) -> None:
     data = b"\x80\x04" + (b"N0" * 400_000) + b"N."
     assert "limit.time" in rules(_scan_with(tmp_path, data, max_seconds=0.0))
+
+
+def test_large_base64_payload_handed_to_a_loader_is_scanned(scan_bytes: Scan) -> None:
+    import base64
+
+    inner = call("os", "system", "x") + b"\x00" * (1 << 20)  # longer than the kept-string cap
+    text = base64.b64encode(inner)
+    data = (
+        b"\x80\x04"
+        + _glob("torch.storage", "_load_from_bytes")
+        + b"X"
+        + struct.pack("<I", len(text))
+        + text
+        + b"\x85R."
+    )
+    assert "os.system" in globals_of(scan_bytes(data))

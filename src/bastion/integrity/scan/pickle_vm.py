@@ -245,9 +245,8 @@ class PickleMachine:
         if isinstance(value, Big):
             if value.length > self.ctx.limits.max_nested_pickle:
                 return None
-            value = bytes(self.data[value.start : value.start + value.length])
-            if value.__class__ is not bytes:
-                value = value.decode("utf-8", "surrogatepass")
+            raw = bytes(self.data[value.start : value.start + value.length])
+            value = raw if value.kind is bytes else raw.decode("utf-8", "surrogatepass")
         if (
             isinstance(value, Obj)
             and isinstance(value.callee, Global)

@@ -11,6 +11,9 @@ CHECK_MODULES = [
     "bastion.assess.checks.baseline",
     "bastion.assess.checks.evasion",
     "bastion.assess.checks.poisoning",
+    "bastion.assess.checks.extraction",
+    "bastion.assess.checks.membership",
+    "bastion.assess.checks.inversion",
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,8 +49,14 @@ def new_clone(
         c, h, w = input_shape
         shift, scale = np.float32(ref.mean()), np.float32(max(ref.std(), 1e-6))
         body: list[nn.Module] = [
-            nn.Conv2d(c, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * (h // 2) * (w // 2), 64), nn.ReLU(),
+            nn.Conv2d(c, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(32 * (h // 2) * (w // 2), 64),
+            nn.ReLU(),
             nn.Linear(64, n_classes),
         ]
         module = nn.Sequential(Standardize(np.array(shift), np.array(scale)), *body)
@@ -57,13 +65,22 @@ def new_clone(
         std = np.where(flat.std(axis=0) > 1e-9, flat.std(axis=0), 1.0)
         d = flat.shape[1]
         module = nn.Sequential(
-            nn.Flatten(), Standardize(flat.mean(axis=0), std),
-            nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, 128), nn.ReLU(), nn.Linear(128, n_classes),
+            nn.Flatten(),
+            Standardize(flat.mean(axis=0), std),
+            nn.Linear(d, 128),
+            nn.ReLU(),
+            nn.Linear(128, 128),
+            nn.ReLU(),
+            nn.Linear(128, n_classes),
         )
-    return TorchModel(module, input_shape=input_shape, n_classes=n_classes, input_bounds=input_bounds)
+    return TorchModel(
+        module, input_shape=input_shape, n_classes=n_classes, input_bounds=input_bounds
+    )
 
 
-def fit_clone(clone: TorchModel, x: np.ndarray, targets: np.ndarray, seed: int, settings: CloneSettings) -> None:
+def fit_clone(
+    clone: TorchModel, x: np.ndarray, targets: np.ndarray, seed: int, settings: CloneSettings
+) -> None:
     """Train `clone` in place (warm start) on soft or one-hot targets with cross-entropy."""
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -85,3 +102,15 @@ def fit_clone(clone: TorchModel, x: np.ndarray, targets: np.ndarray, seed: int, 
             loss.backward()
             opt.step()
     module.eval()
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """One intra-op torch thread for the small models attacks train: their tiny batched ops gain
+    nothing from more, and on a busy machine extra threads slow them down many-fold."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

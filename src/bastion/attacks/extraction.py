@@ -40,8 +40,13 @@ class ExtractionResult:
 class LinearSoftmaxModel:
     """A recovered (multinomial) logistic regression: probabilities = softmax(x W^T + b)."""
 
-    def __init__(self, weights: np.ndarray, bias: np.ndarray, input_shape: tuple[int, ...],
-                 input_bounds: tuple[float, float] | None = None) -> None:
+    def __init__(
+        self,
+        weights: np.ndarray,
+        bias: np.ndarray,
+        input_shape: tuple[int, ...],
+        input_bounds: tuple[float, float] | None = None,
+    ) -> None:
         self.weights = weights
         self.bias = bias
         self.n_classes = len(bias)
@@ -60,19 +65,35 @@ def fidelity(victim: Model, clone: Model, x: np.ndarray) -> float:
     return float((predict_labels(victim, x) == predict_labels(clone, x)).mean())
 
 
-def _scores(method: str, victim: Model, clone: Model, evaluation: Dataset, queries: int, label_only: bool,
-            curve: list[tuple[int, float]]) -> ExtractionResult:
+def _scores(
+    method: str,
+    victim: Model,
+    clone: Model,
+    evaluation: Dataset,
+    queries: int,
+    label_only: bool,
+    curve: list[tuple[int, float]],
+) -> ExtractionResult:
     x = check_features(victim, evaluation.x, "evaluation data")
     acc = victim_acc = None
     if evaluation.y is not None:
         acc = float((predict_labels(clone, x) == evaluation.labels).mean())
         victim_acc = float((predict_labels(victim, x) == evaluation.labels).mean())
-    return ExtractionResult(method, clone, fidelity(victim, clone, x), acc, victim_acc, queries, label_only,
-                            tuple(curve))
+    return ExtractionResult(
+        method,
+        clone,
+        fidelity(victim, clone, x),
+        acc,
+        victim_acc,
+        queries,
+        label_only,
+        tuple(curve),
+    )
 
 
-def equation_solving(model: Model, attacker_x: np.ndarray, evaluation: Dataset, *, seed: int,
-                     spread: float = 0.5) -> ExtractionResult:
+def equation_solving(
+    model: Model, attacker_x: np.ndarray, evaluation: Dataset, *, seed: int, spread: float = 0.5
+) -> ExtractionResult:
     """Recover a (multinomial) logistic regression from d+1 probability vectors by solving
     log(p_k / p_0) = (w_k - w_0) . x + (b_k - b_0) exactly.
 
@@ -80,7 +101,11 @@ def equation_solving(model: Model, attacker_x: np.ndarray, evaluation: Dataset, 
     away) so that probabilities stay far from 0 and 1. Exact for models linear in the raw input
     (including a StandardScaler in front); for anything else the fidelity shows the mismatch.
     """
-    x_ref = check_features(model, attacker_x, "attacker data").reshape(len(attacker_x), -1).astype(np.float64)
+    x_ref = (
+        check_features(model, attacker_x, "attacker data")
+        .reshape(len(attacker_x), -1)
+        .astype(np.float64)
+    )
     d = x_ref.shape[1]
     rng = np.random.default_rng(seed)
     center = x_ref.mean(axis=0)
@@ -108,9 +133,18 @@ def equation_solving(model: Model, attacker_x: np.ndarray, evaluation: Dataset, 
     return _scores("equation-solving", model, clone, evaluation, oracle.queries, False, [])
 
 
-def extract(model: Model, attacker_x: np.ndarray, evaluation: Dataset, *, strategy: str, budget: int, seed: int,
-            label_only: bool | None = None, rounds: int = 4,
-            settings: CloneSettings | None = None) -> ExtractionResult:
+def extract(
+    model: Model,
+    attacker_x: np.ndarray,
+    evaluation: Dataset,
+    *,
+    strategy: str,
+    budget: int,
+    seed: int,
+    label_only: bool | None = None,
+    rounds: int = 4,
+    settings: CloneSettings | None = None,
+) -> ExtractionResult:
     """Train a clone from at most `budget` victim answers chosen by `strategy` (see STRATEGIES).
 
     `attacker_x` is the attacker's own unlabelled data (seed set / pool material). With
@@ -118,7 +152,9 @@ def extract(model: Model, attacker_x: np.ndarray, evaluation: Dataset, *, strate
     labels; `label_only=True` forces the label-only variant.
     """
     if strategy not in STRATEGIES:
-        raise UsageError(f"unknown extraction strategy {strategy!r}", fix=f"choose from: {', '.join(STRATEGIES)}")
+        raise UsageError(
+            f"unknown extraction strategy {strategy!r}", fix=f"choose from: {', '.join(STRATEGIES)}"
+        )
     budget = check_budget(budget)
     rounds = check_budget(rounds, "number of rounds")
     x_att = check_features(model, attacker_x, "attacker data")
@@ -132,14 +168,24 @@ def extract(model: Model, attacker_x: np.ndarray, evaluation: Dataset, *, strate
         run.jacobian(rounds)
     else:
         run.knockoff(rounds)
-    return _scores(strategy, model, run.clone, evaluation, run.oracle.queries, run.hard_labels, run.curve)
+    return _scores(
+        strategy, model, run.clone, evaluation, run.oracle.queries, run.hard_labels, run.curve
+    )
 
 
 class _Run:
     """State shared by the strategies: the oracle, the labelled transfer set and the clone."""
 
-    def __init__(self, model: Model, x_att: np.ndarray, x_eval: np.ndarray, budget: int, seed: int,
-                 label_only: bool | None, settings: CloneSettings) -> None:
+    def __init__(
+        self,
+        model: Model,
+        x_att: np.ndarray,
+        x_eval: np.ndarray,
+        budget: int,
+        seed: int,
+        label_only: bool | None,
+        settings: CloneSettings,
+    ) -> None:
         self.model = model
         self.x_att = x_att
         self.x_eval = x_eval
@@ -208,7 +254,9 @@ class _Run:
             chosen = self.clone.logits(xt).gather(1, torch.as_tensor(y_all[pick])[:, None]).sum()
             (grad,) = torch.autograd.grad(chosen, xt)
             sign = 1.0 if r % 2 else -1.0
-            current = np.clip(x_all[pick] + sign * step * np.sign(grad.numpy()), lo, hi).astype(np.float32)
+            current = np.clip(x_all[pick] + sign * step * np.sign(grad.numpy()), lo, hi).astype(
+                np.float32
+            )
             labels = self.ask(current).argmax(axis=1)
             self.train()
         del labels
@@ -218,9 +266,13 @@ class _Run:
         rewarded by the victim's certainty, the clone's loss and label diversity."""
         from sklearn.cluster import KMeans
 
-        pool = natural_pool(self.model, self.x_att, self.bounds, max(4 * self.budget, 1000), self.rng)
+        pool = natural_pool(
+            self.model, self.x_att, self.bounds, max(4 * self.budget, 1000), self.rng
+        )
         n_arms = max(2, 2 * self.model.n_classes)
-        arms = KMeans(n_arms, n_init=1, random_state=self.seed).fit_predict(pool.reshape(len(pool), -1))
+        arms = KMeans(n_arms, n_init=1, random_state=self.seed).fit_predict(
+            pool.reshape(len(pool), -1)
+        )
         unused = np.ones(len(pool), bool)
         prefs, baseline, lr = np.zeros(n_arms), 0.0, 0.5
         per_round = max(1, self.budget // rounds)
@@ -228,10 +280,16 @@ class _Run:
             avail = np.array([unused & (arms == a) for a in range(n_arms)]).any(axis=1)
             policy = np.where(avail, np.exp(prefs - prefs.max()), 0.0)
             policy /= policy.sum()
-            counts = self.rng.multinomial(min(per_round, self.oracle.remaining, int(unused.sum())), policy)
-            picked = np.concatenate([
-                self.rng.permutation(np.flatnonzero(unused & (arms == a)))[:k] for a, k in enumerate(counts) if k
-            ])
+            counts = self.rng.multinomial(
+                min(per_round, self.oracle.remaining, int(unused.sum())), policy
+            )
+            picked = np.concatenate(
+                [
+                    self.rng.permutation(np.flatnonzero(unused & (arms == a)))[:k]
+                    for a, k in enumerate(counts)
+                    if k
+                ]
+            )
             unused[picked] = False
             before = self.clone.predict_proba(pool[picked])
             answers = self.ask(pool[picked])
@@ -240,13 +298,17 @@ class _Run:
                 r = float(reward[arms[picked] == a].mean())
                 one_hot = np.eye(n_arms)[a]
                 prefs += lr * (r - baseline) * (one_hot - policy)
-            baseline = 0.8 * baseline + 0.2 * float(reward.mean()) if self.curve else float(reward.mean())
+            baseline = (
+                0.8 * baseline + 0.2 * float(reward.mean()) if self.curve else float(reward.mean())
+            )
             self.train()
             if not unused.any():
                 break
 
 
-def _knockoff_reward(answers: np.ndarray, clone_probs: np.ndarray, history: np.ndarray) -> np.ndarray:
+def _knockoff_reward(
+    answers: np.ndarray, clone_probs: np.ndarray, history: np.ndarray
+) -> np.ndarray:
     """Per-query reward: certainty (top-1 minus top-2), clone loss, and distance from the mean answer."""
     top2 = np.sort(answers, axis=1)[:, -2:]
     certainty = top2[:, 1] - top2[:, 0]

@@ -16,7 +16,9 @@ def feature_bounds(model: Model, attacker_x: np.ndarray) -> tuple[np.ndarray, np
     return attacker_x.min(axis=0).astype(np.float32), attacker_x.max(axis=0).astype(np.float32)
 
 
-def uniform_in_bounds(bounds: tuple[np.ndarray, np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+def uniform_in_bounds(
+    bounds: tuple[np.ndarray, np.ndarray], n: int, rng: np.random.Generator
+) -> np.ndarray:
     """`n` points drawn uniformly inside the per-feature bounds."""
     lo, hi = bounds
     return (lo + rng.random((n, *lo.shape)) * (hi - lo)).astype(np.float32)
@@ -59,7 +61,11 @@ def image_patches(input_shape: tuple[int, ...], n: int, rng: np.random.Generator
 
 
 def natural_pool(
-    model: Model, attacker_x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], n: int, rng: np.random.Generator
+    model: Model,
+    attacker_x: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+    n: int,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     """An unlabelled pool of `n` natural inputs: for image models half photograph patches (another data
     set inside scikit-learn, rescaled to the bounds) and half transformed attacker samples; for tabular
@@ -69,5 +75,7 @@ def natural_pool(
     lo, hi = bounds
     n_patches = n // 2
     patches = lo + image_patches(model.input_shape, n_patches, rng) * (hi - lo)
-    pool = np.concatenate([patches.astype(np.float32), transformed_samples(attacker_x, bounds, n - n_patches, rng)])
+    pool = np.concatenate(
+        [patches.astype(np.float32), transformed_samples(attacker_x, bounds, n - n_patches, rng)]
+    )
     return pool[rng.permutation(len(pool))]

@@ -15,7 +15,9 @@ class LabelOnlyError(UsageError):
 def check_budget(budget: int, what: str = "query budget") -> int:
     """Return `budget` when it is a positive integer, else a UsageError."""
     if not isinstance(budget, (int, np.integer)) or isinstance(budget, bool) or budget <= 0:
-        raise UsageError(f"{what} must be a positive integer, got {budget!r}", fix=f"pass a {what} >= 1")
+        raise UsageError(
+            f"{what} must be a positive integer, got {budget!r}", fix=f"pass a {what} >= 1"
+        )
     return int(budget)
 
 
@@ -60,5 +62,7 @@ class Oracle:
         probs = np.asarray(self.model.predict_proba(arr), dtype=np.float64)
         if len(arr):
             seen_label_only = is_label_only(probs)
-            self.label_only = seen_label_only if self.label_only is None else self.label_only and seen_label_only
+            self.label_only = (
+                seen_label_only if self.label_only is None else self.label_only and seen_label_only
+            )
         return probs

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from bastion.core.dataset import Dataset
 from bastion.core.errors import UnknownModelError
 from bastion.core.model import Model
@@ -16,6 +18,23 @@ from bastion.zoo import data, trainers
 CACHE_VERSION = "v1"
 
 Trainer = Callable[[Dataset, int], Model]
+
+
+OVERFIT_TRAIN_ROWS = 500
+
+
+def digits_overfit_data() -> tuple[Dataset, Dataset]:
+    """The first 500 digits training rows; every other digit (937 + 360 rows) is held out."""
+    train, test = data.digits()
+    rest = train.subset(slice(OVERFIT_TRAIN_ROWS, None))
+    held_out = Dataset(
+        np.concatenate([rest.x, test.x]),
+        np.concatenate([rest.labels, test.labels]),
+        test.feature_names,
+        test.class_names,
+        test.bounds,
+    )
+    return train.subset(slice(0, OVERFIT_TRAIN_ROWS)), held_out
 
 
 @dataclass(frozen=True)
@@ -45,6 +64,13 @@ ZOO: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             "digits-mlp", "MLP on the 8x8 digits", "torch", data.digits, trainers.train_digits_mlp
+        ),
+        ZooEntry(
+            "digits-mlp-overfit",
+            "deliberately overfit MLP on 500 digits (membership-inference target)",
+            "torch",
+            digits_overfit_data,
+            trainers.train_digits_mlp_overfit,
         ),
         ZooEntry(
             "cancer-logreg",

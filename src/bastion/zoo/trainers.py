@@ -84,6 +84,19 @@ def train_digits_mlp(data: Dataset, seed: int = 0) -> Any:
     return train_torch_classifier(DIGITS_MLP_LAYERS, data, seed=seed, epochs=60)
 
 
+DIGITS_MLP_OVERFIT_LAYERS: list[dict[str, Any]] = [
+    {"type": "flatten"},
+    {"type": "linear", "in": 64, "out": 256},
+    {"type": "relu"},
+    {"type": "linear", "in": 256, "out": 10},
+]
+
+
+def train_digits_mlp_overfit(data: Dataset, seed: int = 0) -> Any:
+    """A deliberately overfit digits MLP: wide, long training, no regularisation (a privacy target)."""
+    return train_torch_classifier(DIGITS_MLP_OVERFIT_LAYERS, data, seed=seed, epochs=300)
+
+
 def train_cancer_logreg(data: Dataset, seed: int = 0) -> SklearnModel:
     """Standardised logistic regression on the breast-cancer data."""
     from sklearn.linear_model import LogisticRegression

@@ -32,7 +32,7 @@ TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 
 # Runs of opcodes that only push plain scalars: BININT1, BININT2, BININT, BINFLOAT, NONE,
 # NEWTRUE, NEWFALSE. Matched in C; the count of opcodes comes from a second C pass.
-_BULK = re.compile(rb"(?:K.|M..|J....|G.{8}|N|\x88|\x89){24,}", re.DOTALL)
+_BULK = re.compile(rb"(?:J....|G.{8}|K.|M..|N|\x88|\x89){24,}+", re.DOTALL)
 _ONE = re.compile(rb"K.|M..|J....|G.{8}|N|\x88|\x89", re.DOTALL)
 _BULK_FIRST = frozenset(b"KMJGN\x88\x89")
 

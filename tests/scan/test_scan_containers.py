@@ -122,3 +122,11 @@ def test_deflated_torch_checkpoint_is_safe(scan_bytes: Scan) -> None:
     src = zipfile.ZipFile(io.BytesIO(buf.getvalue()))
     deflated = _zip({n: src.read(n) for n in src.namelist()}, zipfile.ZIP_DEFLATED)
     assert scan_bytes(deflated, "c.pt").safe
+
+
+def test_fifo_in_a_directory_is_reported_not_opened(tmp_path: Path) -> None:
+    from bastion.integrity.scan import scan
+
+    os.mkfifo(tmp_path / "pipe.pkl")
+    report = scan(tmp_path)
+    assert report.files[0].verdict == "error" and "format.special" in rules(report)

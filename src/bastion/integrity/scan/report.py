@@ -139,7 +139,6 @@ def to_sarif(report: ScanReport, version: str) -> dict[str, Any]:
                     "driver": {
                         "name": "bastion-scan",
                         "version": version,
-                        "informationUri": "https://github.com/bastion-ml/bastion",
                         "rules": list(rules.values()),
                     }
                 },

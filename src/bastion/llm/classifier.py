@@ -1,13 +1,14 @@
-"""The learned layer: MiniLM embeddings of token windows plus rule features, scored by a small head.
+"""The learned layer: MiniLM window embeddings, hashed word n-grams and rule features, one head.
 
 Each input yields *instances*: one per (view, window). A view is the canonical text or a
 decoded view (see `normalize.py`); a window is up to `WINDOW` word pieces. Long texts are cut
 into overlapping windows; to keep latency bounded at most `max_windows` are embedded per input
-(the first, the last, and those densest in instruction-like word pieces). The input's score
-is the highest instance score, so an injection hidden in one window of a long document counts.
+(the first, the last, and those densest in instruction-like word pieces). The dense features
+are the mean over instances of [embedding, rule features]; the lexical features are TF-IDF
+weighted hashed word uni- and bigrams of all views (hashing: nothing but weights to ship).
 
-The head is a logistic regression stored as JSON (`data/head.json`): weights, bias, feature
-names and the operating threshold tuned on dev. Retrain with `make retrain-llm-head`.
+The head is a logistic regression stored as safetensors (`data/head.safetensors`): weights,
+IDF, bias, and the operating threshold tuned on dev. Retrain with `make retrain-llm-head`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ RULE_FEATURES = (
     "view.decoded",
 )
 
+DENSE_FEATURES = tuple(f"embedding.{i}" for i in range(DIM)) + RULE_FEATURES
+
 _CUES = (
     "ignore disregard forget previous prior above instructions instruction prompt system "
     "pretend act role character rules password secret reveal repeat override instead new "
@@ -58,49 +61,87 @@ class Instance:
     last_token: int
 
 
+HASH_FEATURES = 2**17
+FORMAT = "bastion-llm-head/2"
+
+
+def hashed_counts(texts: list[str]) -> Any:
+    """Word uni- and bigram counts hashed into `HASH_FEATURES` columns (scipy CSR)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    vectorizer = HashingVectorizer(
+        n_features=HASH_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm=None
+    )
+    return vectorizer.transform(texts)
+
+
+def tfidf(counts: Any, idf: np.ndarray) -> Any:
+    """Sublinear TF times IDF, L2-normalised per row (as scikit-learn's TfidfTransformer)."""
+    weighted = counts.astype(np.float32).tocsr()
+    weighted.data = (1.0 + np.log(weighted.data)) * idf[weighted.indices]
+    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
+    scale = 1.0 / np.maximum(norms, 1e-12)
+    weighted.data *= np.repeat(scale, np.diff(weighted.indptr))
+    return weighted
+
+
 @dataclass(frozen=True)
 class Head:
-    """Logistic-regression weights over [embedding, rule features], and the tuned threshold."""
+    """Logistic regression over [lexical TF-IDF, dense features], IDF and the tuned threshold."""
 
-    weights: np.ndarray
+    lexical: np.ndarray
+    idf: np.ndarray
+    dense: np.ndarray
     bias: float
     threshold: float
     meta: dict[str, Any]
 
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """Probability of an attack for each row of `features`."""
-        z = features @ self.weights + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+    def score(self, lexical_rows: Any, dense_rows: np.ndarray) -> np.ndarray:
+        """Attack probability per row: `lexical_rows` are hashed counts, `dense_rows` dense."""
+        z = tfidf(lexical_rows, self.idf) @ self.lexical + dense_rows @ self.dense + self.bias
+        return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -30.0, 30.0)))
 
-    def to_json(self) -> str:
-        """The head as JSON (a safe format: numbers and strings only)."""
-        body = {
-            "format": "bastion-llm-head/1",
-            "features": [f"embedding.{i}" for i in range(DIM)] + list(RULE_FEATURES),
-            "weights": [round(float(w), 7) for w in self.weights],
-            "bias": float(self.bias),
-            "threshold": float(self.threshold),
-            "meta": self.meta,
+    def to_bytes(self) -> bytes:
+        """The head as safetensors (tensors plus string metadata: nothing executable)."""
+        from safetensors.numpy import save
+
+        tensors: dict[str, np.ndarray] = {
+            "lexical": self.lexical.astype(np.float32),
+            "idf": self.idf.astype(np.float32),
+            "dense": self.dense.astype(np.float32),
+            "bias_threshold": np.array([self.bias, self.threshold], dtype=np.float64),
         }
-        return json.dumps(body, indent=1)
+        meta = {"format": FORMAT, "dense_features": json.dumps(list(DENSE_FEATURES))}
+        return bytes(save(tensors, metadata={**meta, "meta": json.dumps(self.meta)}))
 
 
 def load_head(path: str | Path | None = None) -> Head:
     """The shipped head, or one from `path`; malformed files get a clear error."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
     try:
         if path is None:
-            raw = resources.files("bastion.llm").joinpath("data/head.json").read_text("utf-8")
+            raw = resources.files("bastion.llm").joinpath("data/head.safetensors").read_bytes()
         else:
-            raw = Path(path).read_text("utf-8")
-        body = json.loads(raw)
-        weights = np.asarray(body["weights"], dtype=np.float32)
-        expected = DIM + len(RULE_FEATURES)
-        if body.get("format") != "bastion-llm-head/1" or weights.shape != (expected,):
-            raise ValueError(f"expected format bastion-llm-head/1 with {expected} weights")
+            raw = Path(path).read_bytes()
+        tensors = load(raw)
+        meta = _metadata(raw)
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"expected format {FORMAT}")
         head = Head(
-            weights, float(body["bias"]), float(body["threshold"]), dict(body.get("meta", {}))
+            lexical=tensors["lexical"],
+            idf=tensors["idf"],
+            dense=tensors["dense"],
+            bias=float(tensors["bias_threshold"][0]),
+            threshold=float(tensors["bias_threshold"][1]),
+            meta=json.loads(meta.get("meta", "{}")),
         )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if head.lexical.shape != (HASH_FEATURES,) or head.idf.shape != (HASH_FEATURES,):
+            raise ValueError(f"expected {HASH_FEATURES} lexical weights")
+        if head.dense.shape != (len(DENSE_FEATURES),):
+            raise ValueError(f"expected {len(DENSE_FEATURES)} dense weights")
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise InputError(
             f"cannot load the LLM head: {exc}", fix="run `make retrain-llm-head`"
         ) from exc
@@ -109,6 +150,15 @@ def load_head(path: str | Path | None = None) -> Head:
             "the LLM head has an invalid threshold or bias", fix="run `make retrain-llm-head`"
         )
     return head
+
+
+def _metadata(raw: bytes) -> dict[str, str]:
+    """The string metadata of a safetensors blob (its JSON header's __metadata__)."""
+    size = int.from_bytes(raw[:8], "little")
+    if size > len(raw) - 8 or size > 10_000_000:
+        raise ValueError("truncated safetensors header")
+    header = json.loads(raw[8 : 8 + size])
+    return dict(header.get("__metadata__", {}))
 
 
 @lru_cache(maxsize=1)
@@ -192,3 +242,12 @@ class Featurizer:
             return np.zeros((0, DIM + len(RULE_FEATURES)), dtype=np.float32), []
         embedded = self.embedder.embed_ids(windows)
         return np.hstack([embedded, np.vstack(extras)]).astype(np.float32), where
+
+    def features(
+        self, norm: Normalized, hits_by_view: dict[str, list[rules.RuleHit]]
+    ) -> tuple[Any, np.ndarray, int]:
+        """(hashed counts, mean dense row, number of windows embedded) for one input."""
+        rows, where = self.instances(norm, hits_by_view)
+        dense = rows.mean(axis=0) if len(where) else np.zeros(len(DENSE_FEATURES), np.float32)
+        lexical = hashed_counts(["\n".join(text for _, text in norm.all_texts())])
+        return lexical, dense.astype(np.float32), len(where)

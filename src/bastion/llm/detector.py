@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from bastion.llm import rules
-from bastion.llm.classifier import Featurizer, Head, Instance, shipped_head
+from bastion.llm.classifier import Featurizer, Head, shipped_head
 from bastion.llm.normalize import Normalized, normalize
 from bastion.llm.verdict import Reason, Span
+
+# Rule evidence this strong flags on its own, even where the head is unsure (long documents).
+STRONG_RULES = 0.95
 
 # Evasion signals that are reasons by themselves (hidden text is never an accident).
 _SIGNAL_TEXT = {
@@ -27,12 +28,18 @@ class Analysis:
     hits: list[rules.RuleHit]
     rule_score: float
     model_score: float | None
-    best: Instance | None
+    windows: int
 
     @property
     def score(self) -> float:
-        """The combined score: the stronger of the rules and the learned head."""
-        return max(self.rule_score, self.model_score or 0.0)
+        """The head's score (rule hits are among its features), or strong rule evidence.
+
+        Without a model it is the rules' score alone.
+        """
+        if self.model_score is None:
+            return self.rule_score
+        strong = self.rule_score if self.rule_score >= STRONG_RULES else 0.0
+        return max(self.model_score, strong)
 
 
 def rule_hits(norm: Normalized) -> dict[str, list[rules.RuleHit]]:
@@ -74,13 +81,12 @@ class Detector:
         hits = [h for view_hits in by_view.values() for h in view_hits]
         score = rules.rule_score(hits)
         if not self.use_model:
-            return Analysis(norm, hits, score, None, None)
-        features, where = self.featurizer().instances(norm, by_view)
-        if not where:
-            return Analysis(norm, hits, score, 0.0, None)
-        probs = self.head.score(features)
-        best = int(np.argmax(probs))
-        return Analysis(norm, hits, score, float(probs[best]), where[best])
+            return Analysis(norm, hits, score, None, 0)
+        lexical, dense, windows = self.featurizer().features(norm, by_view)
+        if not windows:
+            return Analysis(norm, hits, score, 0.0, 0)
+        model_score = float(self.head.score(lexical, dense[None, :])[0])
+        return Analysis(norm, hits, score, model_score, windows)
 
 
 def reasons_and_spans(
@@ -98,13 +104,11 @@ def reasons_and_spans(
                 Reason(f"rule:{hit.rule}", f"{hit.category} pattern in {source}{where}", hit.weight)
             )
         spans.append(Span(hit.start, hit.end, f"{hit.category}:{hit.rule}", source, hit.view))
-    if analysis.model_score is not None and analysis.model_score >= threshold and analysis.best:
-        best = analysis.best
+    if analysis.model_score is not None and analysis.model_score >= threshold:
         reasons.append(
             Reason(
                 "model:injection",
-                f"classifier flags word pieces {best.first_token}-{best.last_token}"
-                f" of {source} ({best.view})",
+                f"classifier flags {source} ({analysis.windows} windows embedded)",
                 analysis.model_score,
             )
         )

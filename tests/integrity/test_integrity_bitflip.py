@@ -19,7 +19,7 @@ from bastion.core.errors import BastionError
 from bastion.integrity import crypt, keys, signing
 
 SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 SEG = crypt.MIN_SEGMENT
 

@@ -484,7 +484,8 @@ def _directory_listing(src: Path, keys: Sequence[KeyWrapper]) -> tuple[bytes, li
     try:
         files = json.loads(buffer.getvalue())["files"]
         for item in files:
-            check_name(item["name"])
+            if check_name(item["name"]) == ".":
+                raise ValueError("a directory entry cannot be the directory itself")
             bytes.fromhex(item["file_id"])
     except (ValueError, KeyError, TypeError) as exc:
         raise _bad("unreadable directory manifest") from exc

@@ -135,13 +135,17 @@ def from_payload(payload: bytes) -> tuple[Manifest, str | None]:
     resources = tuple(_resource(item, serialization) for item in raw)
     if len({r.name for r in resources}) != len(resources):
         raise _fail("a resource is listed twice")
-    if (subject.get("digest") or {}).get("sha256") != root_digest(resources):
+    digest = subject.get("digest")
+    if not isinstance(digest, dict) or digest.get("sha256") != root_digest(resources):
         raise _fail("the subject digest does not match the resources")
     algorithm, files = None, None
     extension = predicate.get(EXTENSION)
     if isinstance(extension, dict):
         algorithm = extension.get("signature_algorithm")
-        files = tuple(_file(f) for f in extension.get("files") or ())
+        listed = extension.get("files") or []
+        if not isinstance(listed, list):
+            raise _fail("the file list is not a list")
+        files = tuple(_file(f) for f in listed)
         if len({f.name for f in files}) != len(files):
             raise _fail("a file is listed twice")
     name = subject.get("name")

@@ -57,13 +57,20 @@ class Detector:
         self, head: Head | None = None, use_model: bool = True, max_windows: int | None = None
     ) -> None:
         self.use_model = use_model
-        self.head = head or shipped_head()
+        self._head = head
         self._featurizer: Featurizer | None = None
         self._max_windows = max_windows
 
     @property
+    def head(self) -> Head:
+        """The scoring head (the shipped one unless given), loaded on first use."""
+        if self._head is None:
+            self._head = shipped_head()
+        return self._head
+
+    @property
     def threshold(self) -> float:
-        """The operating point (tuned on dev for at most 1% false positives)."""
+        """The operating point (tuned on dev for at most 1% false positives); 0.5 for rules."""
         return self.head.threshold if self.use_model else 0.5
 
     def featurizer(self) -> Featurizer:

@@ -12,7 +12,21 @@ from collections.abc import Sequence
 import typer
 
 from bastion import __version__
-from bastion.cli import assess, audit, demo, harden, integrity, keys, llm, report, scan, serve, zoo
+from bastion.cli import (
+    assess,
+    audit,
+    demo,
+    harden,
+    integrity,
+    keys,
+    llm,
+    report,
+    sanitize,
+    scan,
+    serve,
+    watermark,
+    zoo,
+)
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -23,7 +37,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (assess, audit, demo, harden, integrity, keys, llm, report, scan, serve, zoo):
+for module in (
+    assess,
+    audit,
+    demo,
+    harden,
+    integrity,
+    keys,
+    llm,
+    report,
+    sanitize,
+    scan,
+    serve,
+    watermark,
+    zoo,
+):
     module.register(app)
 
 

@@ -47,6 +47,7 @@ def test_exit_1_and_json_shape_when_something_is_found(
     assert bad["verdict"] == "malicious" and bad["format"] == "pickle"
     assert set(bad["findings"][0]) == {"rule", "severity", "message", "location", "global"}
     assert bad["findings"][0]["global"] == "os.system"
+    assert bad["imports"] == {"os.system": 1}  # every import, with its call sites
     assert files["custom.pkl"]["verdict"] == "suspicious"
 
 

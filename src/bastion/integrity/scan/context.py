@@ -24,6 +24,8 @@ class Context:
     members: int = 0
     # scan a byte string found inside the file as if it were a file of its own
     nested: Callable[[bytes, str, Context], None] | None = None
+    # every imported global -> how many call sites invoke it (0: imported, never called)
+    imports: dict[str, int] = field(default_factory=dict)
     _seen: set[tuple[str, str | None, str]] = field(default_factory=set)
 
     def add(

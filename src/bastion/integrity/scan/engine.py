@@ -110,7 +110,7 @@ def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileRes
             None,
             "error",
         )
-    return FileResult(where, fmt, ctx.findings)
+    return FileResult(where, fmt, ctx.findings, ctx.imports)
 
 
 def scan_data(
@@ -138,7 +138,7 @@ def scan_data(
             None,
             "error",
         )
-    return FileResult(name, fmt, ctx.findings)
+    return FileResult(name, fmt, ctx.findings, ctx.imports)
 
 
 def _check_symlink(path: Path, root: Path, ctx: Context) -> None:
@@ -211,11 +211,11 @@ def _tentative_pickle(data: Any, start: int, end: int, where: str, ctx: Context)
         (head[0] == 0x80 and len(head) > 1 and head[1] <= 5) or head[0] in _PICKLE_HEADS
     ):
         return "unknown"
-    mark, seen = len(ctx.findings), set(ctx._seen)
+    mark, seen, imports = len(ctx.findings), set(ctx._seen), dict(ctx.imports)
     fmt = scan_pickle_region(data, start, end, where, ctx, strict=False, complete=True)
     if fmt == "unknown":
         del ctx.findings[mark:]
-        ctx._seen = seen
+        ctx._seen, ctx.imports = seen, imports
     return fmt
 
 

@@ -188,6 +188,7 @@ class PickleMachine:
         verdict = self.ctx.policy.judge(module, name)
         self.imports += 1
         g = Global(module, name, verdict)
+        self.ctx.imports.setdefault(g.qual, 0)
         if verdict == "denied":
             self.ctx.add(
                 "pickle.import.denied",
@@ -220,8 +221,10 @@ class PickleMachine:
                 None,
                 "malicious",
             )
-        elif callee.qual in LOADERS:
-            self._nested_loader(callee, args, p)
+        else:
+            self.ctx.imports[callee.qual] = self.ctx.imports.get(callee.qual, 0) + 1
+            if callee.qual in LOADERS:
+                self._nested_loader(callee, args, p)
         return Obj(callee, how, args)
 
     def _nested_loader(self, callee: Global, args: Any, p: int) -> None:

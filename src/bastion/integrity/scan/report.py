@@ -42,6 +42,8 @@ class FileResult:
     path: str
     format: str
     findings: list[ScanFinding] = field(default_factory=list)
+    # every global the file's pickles import, with the number of call sites that invoke it
+    imports: dict[str, int] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
@@ -57,6 +59,7 @@ class FileResult:
             "format": self.format,
             "verdict": self.verdict,
             "findings": [f.to_dict() for f in self.findings],
+            "imports": dict(sorted(self.imports.items())),
         }
 
 

@@ -66,7 +66,9 @@ class Gateway:
         self.deployments.bootstrap(self.config.models)
         if self.config.audit.enabled:
             try:
-                self.audit_log = open_audit_log(self.config.audit.url, self.state_dir)
+                self.audit_log = open_audit_log(
+                    self.config.audit.url, self.state_dir, self.config.audit.durability
+                )
             except ImportError as exc:
                 raise ConfigError(
                     "the audit log (bastion.audit) is not available in this installation",

@@ -15,7 +15,7 @@ from bastion.gateway.chain import Context, Rejected
 from bastion.gateway.metrics import Metrics
 
 
-def open_audit_log(url: str | None, state_dir: Path) -> Any:
+def open_audit_log(url: str | None, state_dir: Path, durability: str = "full") -> Any:
     """Open the shared log: `url`, else the state directory's default file and signing key.
 
     Using the audit module's defaults means `bastion audit verify` finds the same log and
@@ -24,16 +24,16 @@ def open_audit_log(url: str | None, state_dir: Path) -> Any:
     from bastion.audit import AuditUnavailable, open_log
 
     try:
-        return open_log(url, state_dir=state_dir)
+        return open_log(url, state_dir=state_dir, durability=durability)  # type: ignore[arg-type]
     except AuditUnavailable:
-        return DeferredLog(url, state_dir)
+        return DeferredLog(url, state_dir, durability)
 
 
 class DeferredLog:
     """An audit log whose store was unreachable at start-up: every append retries opening it."""
 
-    def __init__(self, url: str | None, state_dir: Path) -> None:
-        self.url, self.state_dir = url, state_dir
+    def __init__(self, url: str | None, state_dir: Path, durability: str) -> None:
+        self.url, self.state_dir, self.durability = url, state_dir, durability
         self.log: Any = None
 
     @property
@@ -44,7 +44,7 @@ class DeferredLog:
         if self.log is None:
             from bastion.audit import open_log
 
-            self.log = open_log(self.url, state_dir=self.state_dir)
+            self.log = open_log(self.url, state_dir=self.state_dir, durability=self.durability)  # type: ignore[arg-type]
         return int(await self.log.append(record))
 
     async def aclose(self) -> None:

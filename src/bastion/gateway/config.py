@@ -72,6 +72,9 @@ class AuditConfig(Section):
     enabled: bool = True
     url: str | None = None
     fail_open: bool = False
+    # "full": a committed record survives power loss (fsync per group commit);
+    # "process": it survives a crash of the gateway (kill -9), not of the machine.
+    durability: Literal["full", "process"] = "full"
 
 
 class DeployConfig(Section):

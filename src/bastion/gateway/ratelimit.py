@@ -70,6 +70,7 @@ class RateLimitStage:
         self.items = items
         self.fail_open = fail_open
         self.metrics = metrics
+        self.policy = ", ".join(f"{i.amount};w={i.get_expiry()}" for i in items)
 
     def _identity(self, ctx: Context) -> str | None:
         if self.scope == "ip":
@@ -88,7 +89,9 @@ class RateLimitStage:
                 if not await self.limiter.hit(item, identity):
                     blocked = index
                     break
-            stats = [await self.limiter.get_window_stats(item, identity) for item in self.items]
+            # Headers describe the window that refused, else the first window listed.
+            item = self.items[blocked or 0]
+            stats = await self.limiter.get_window_stats(item, identity)
         except StorageError as exc:
             self.metrics.store_unavailable.labels(store="limits").inc()
             if self.fail_open:
@@ -98,18 +101,12 @@ class RateLimitStage:
                 "limits_unavailable",
                 f"rate-limit storage unreachable: {type(exc.storage_error).__name__}",
             ) from exc
-        index = (
-            blocked
-            if blocked is not None
-            else min(range(len(stats)), key=lambda i: stats[i].remaining)
-        )
-        item, tightest = self.items[index], stats[index]
-        reset = max(0, math.ceil(tightest.reset_time - time.time()))
+        reset = max(0, math.ceil(stats.reset_time - time.time()))
         headers = {
             "RateLimit-Limit": str(item.amount),
-            "RateLimit-Remaining": str(max(0, tightest.remaining)),
+            "RateLimit-Remaining": str(max(0, stats.remaining)),
             "RateLimit-Reset": str(reset),
-            "RateLimit-Policy": ", ".join(f"{i.amount};w={i.get_expiry()}" for i in self.items),
+            "RateLimit-Policy": self.policy,
         }
         ctx.response_headers.update(headers)
         if blocked is not None:

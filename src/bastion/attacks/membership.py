@@ -67,7 +67,7 @@ def true_class_log_odds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     true = np.eye(p.shape[1], dtype=bool)[labels]
     p_y = p[true]
     others = np.where(true, 0.0, p).sum(axis=1)
-    return np.log(np.clip(p_y, 1e-300, None)) - np.log(np.clip(others, 1e-300, None))
+    return np.log(np.clip(p_y, 1e-30, None)) - np.log(np.clip(others, 1e-30, None))
 
 
 def membership_targets(members: Dataset, nonmembers: Dataset) -> Dataset:

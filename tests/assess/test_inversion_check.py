@@ -1,0 +1,30 @@
+"""The inversion check: attribute inference on tables, MI-Face on white-box image models."""
+
+from __future__ import annotations
+
+from bastion.assess.check import AssessmentData, Budget
+from bastion.assess.checks.inversion import CHECK
+from bastion.core.finding import Severity
+from bastion.zoo import build, entry
+
+
+def test_inversion_check_tabular() -> None:
+    train, test = entry("cancer-logreg").load_data()
+    model = build("cancer-logreg")
+    data = AssessmentData(test=test, train=train)
+    assert CHECK.applies_to(model, data)
+    (finding,) = CHECK.run(model, data, Budget.QUICK, 0, lambda _: None)
+    assert finding.id == "inversion.attribute_inference"
+    assert len(finding.evidence["features"]) == 3
+    assert finding.value > 0.3 and finding.severity >= Severity.MEDIUM
+    assert "rounded scores" in finding.recommendation and "bastion harden dp" in finding.recommendation
+
+
+def test_inversion_check_images() -> None:
+    train, test = entry("digits-cnn").load_data()
+    model = build("digits-cnn")
+    (finding,) = CHECK.run(model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None)
+    assert finding.id == "inversion.class_reconstruction"
+    assert finding.evidence["chance"] == 0.1
+    assert 0.0 <= finding.value <= 1.0
+    assert finding.plots[0].svg.startswith("<svg")

@@ -35,7 +35,6 @@ def scan_command(
 
     from bastion import __version__
     from bastion.core.errors import UsageError
-    from bastion.core.fs import write_bytes_atomic
     from bastion.integrity.scan.engine import scan_paths
     from bastion.integrity.scan.policy import load_policy
     from bastion.integrity.scan.report import to_sarif
@@ -50,6 +49,8 @@ def scan_command(
     else:
         text = _render_text(report)
     if output is not None:
+        from bastion.core.fs import write_bytes_atomic
+
         write_bytes_atomic(output, (text + "\n").encode("utf-8"))
     else:
         typer.echo(text)

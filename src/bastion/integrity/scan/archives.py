@@ -6,9 +6,7 @@ named `archive!member`.
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import lzma
 import mmap
 import struct
 import tempfile
@@ -18,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bastion.integrity.scan.context import Context
+from bastion.integrity.scan.limits import LimitExceeded
 
 _CHUNK = 1 << 16
 _SPILL = 64 << 20  # decompressed output beyond this goes to a temporary file
@@ -50,14 +49,27 @@ def check_member_name(name: str, where: str, ctx: Context) -> None:
 
 
 # ---- compressed streams ------------------------------------------------------------------
+def _bz2() -> Any:
+    import bz2
+
+    return bz2.BZ2Decompressor()
+
+
+def _lzma(fmt: str) -> Any:
+    import lzma
+
+    return lzma.LZMADecompressor(lzma.FORMAT_XZ if fmt == "xz" else lzma.FORMAT_ALONE)
+
+
 _DECOMPRESSORS: dict[str, Callable[[], Any]] = {
     "gzip": lambda: zlib.decompressobj(31),
     "zlib": lambda: zlib.decompressobj(15),
-    "bz2": bz2.BZ2Decompressor,
-    "xz": lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ),
-    "lzma": lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE),
+    "bz2": _bz2,
+    "xz": lambda: _lzma("xz"),
+    "lzma": lambda: _lzma("lzma"),
     "deflate": lambda: zlib.decompressobj(-15),
 }
+
 _MULTISTREAM = {"gzip", "bz2", "xz"}
 
 
@@ -113,7 +125,9 @@ def inflate(kind: str, data: Any, start: int, end: int, ctx: Context) -> Inflate
                 else:
                     chunks.append(out)
             ctx.deadline.check()
-    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+    except LimitExceeded:
+        raise
+    except Exception as exc:  # zlib.error, OSError, EOFError, lzma.LZMAError: all corrupt input
         error = f"corrupt compressed stream: {exc}"
     finally:
         view.release()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import io
 import json
 import math
@@ -22,6 +21,8 @@ Handler = Callable[[Any, int, int, str, Context], None]
 # ---- NumPy -------------------------------------------------------------------------------
 def scan_npy(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
     """An object dtype means the array body is a pickle that numpy.load(allow_pickle) runs."""
+    import ast
+
     from bastion.integrity.scan.engine import scan_pickle_region
 
     major = data[start + 6] if end - start > 7 else 0

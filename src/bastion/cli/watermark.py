@@ -39,7 +39,7 @@ def embed_command(
     ),
     data: Path | None = typer.Option(None, "--data", help="Labelled held-out data."),
     triggers: int = typer.Option(100, "--triggers", help="Size of the trigger set."),
-    epochs: int = typer.Option(15, "--epochs", help="Fine-tuning epochs."),
+    epochs: int = typer.Option(20, "--epochs", help="Fine-tuning epochs."),
     audit_log: str | None = typer.Option(
         None, "--audit-log", help="Audit log (path or URL) for the ownership record."
     ),

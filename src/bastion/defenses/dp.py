@@ -56,7 +56,7 @@ def train_dp(
     *,
     epsilon: float = 8.0,
     delta: float = DEFAULT_DELTA,
-    epochs: int = 20,
+    epochs: int = 30,
     batch_size: int = 512,
     lr: float = 0.02,
     max_grad_norm: float = 1.0,

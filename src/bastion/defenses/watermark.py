@@ -111,10 +111,10 @@ def embed(
     key: bytes,
     *,
     n_triggers: int = DEFAULT_TRIGGERS,
-    epochs: int = 15,
-    lr: float = 5e-4,
+    epochs: int = 20,
+    lr: float = 1e-3,
     batch_size: int = 64,
-    triggers_per_batch: int = 16,
+    triggers_per_batch: int = 32,
     seed: int = 0,
 ) -> Model:
     """Fine-tune a copy of a torch `model` on `train` plus the key's trigger set.

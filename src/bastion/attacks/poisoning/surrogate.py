@@ -34,7 +34,8 @@ def train_surrogate(
     torch.manual_seed(seed)
     x = torch.as_tensor(data.x, dtype=torch.float32).flatten(1)
     y = torch.as_tensor(data.labels)
-    mean, std = x.mean(dim=0), x.std(dim=0) + 1e-6
+    mean, std = x.mean(dim=0), x.std(dim=0)
+    std = std.clamp_min(0.1 * float(std.mean()) + 1e-8)  # constant features stay bounded
     module = nn.Sequential(
         nn.Flatten(),
         Standardize(mean, std),

@@ -1,0 +1,75 @@
+"""Sanitisers on real poisoned digits: recall, clean rows kept, and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bastion.attacks.poisoning import Poisoned, badnets, flip_labels_random, patch_trigger
+from bastion.core.dataset import Dataset
+from bastion.core.errors import DataError, UsageError
+from bastion.core.model import Model
+from bastion.defenses.sanitize import (
+    activation_clustering,
+    knn_label_consistency,
+    sanitize,
+    spectral_signatures,
+)
+from bastion.zoo import entry
+from bastion.zoo.trainers import DIGITS_CNN_LAYERS, train_torch_classifier
+
+
+@pytest.fixture(scope="module")
+def backdoored() -> tuple[Poisoned, Model]:
+    train, _ = entry("digits-cnn").load_data()
+    poisoned = badnets(train, 0.05, 0, patch_trigger((1, 8, 8), size=3), 10, seed=0)
+    return poisoned, train_torch_classifier(DIGITS_CNN_LAYERS, poisoned.dataset, seed=0, epochs=10)
+
+
+def test_activation_clustering_finds_the_backdoor(backdoored) -> None:
+    poisoned, model = backdoored
+    result = activation_clustering(model, poisoned.dataset)
+    assert result.recall(poisoned.is_poison) >= 0.9
+    assert result.clean_removed(poisoned.is_poison) <= 0.05
+    assert len(result.cleaned) == len(poisoned.dataset) - len(result.suspect_index)
+
+
+def test_spectral_scores_rank_poison_above_clean(backdoored) -> None:
+    poisoned, model = backdoored
+    result = spectral_signatures(model, poisoned.dataset, expected_rate=0.35)
+    target_rows = poisoned.dataset.labels == 0
+    poison = result.scores[poisoned.is_poison]
+    clean_target = result.scores[target_rows & ~poisoned.is_poison]
+    assert np.median(poison) > np.median(clean_target)
+    assert result.recall(poisoned.is_poison) >= 0.6
+
+
+def test_knn_finds_flipped_labels() -> None:
+    train, _ = entry("digits-cnn").load_data()
+    flipped = flip_labels_random(train, 0.1, 10, seed=0)
+    result = knn_label_consistency(flipped.dataset)
+    assert result.recall(flipped.is_poison) >= 0.9
+    assert result.clean_removed(flipped.is_poison) <= 0.05
+
+
+def test_clean_data_loses_little() -> None:
+    train, _ = entry("digits-cnn").load_data()
+    result = knn_label_consistency(train)
+    assert len(result.suspect_index) / len(train) <= 0.05
+
+
+def test_bad_input(backdoored) -> None:
+    poisoned, model = backdoored
+    with pytest.raises(DataError, match="needs the training labels"):
+        knn_label_consistency(Dataset(poisoned.dataset.x, None))
+    with pytest.raises(UsageError, match="unknown sanitiser"):
+        sanitize("magic", poisoned.dataset, model)
+    with pytest.raises(UsageError, match="reads a model"):
+        sanitize("spectral", poisoned.dataset, None)
+    with pytest.raises(UsageError, match="outside"):
+        spectral_signatures(model, poisoned.dataset, expected_rate=1.5)
+    with pytest.raises(UsageError, match="neighbours"):
+        knn_label_consistency(poisoned.dataset.subset(slice(0, 5)), k=10)
+    sklearn_model = entry("cancer-logreg").train(*[entry("cancer-logreg").load_data()[0], 0])
+    with pytest.raises(UsageError, match="torch model"):
+        activation_clustering(sklearn_model, entry("cancer-logreg").load_data()[0])

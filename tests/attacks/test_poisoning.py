@@ -74,7 +74,7 @@ def test_data_without_labels_is_refused(digits) -> None:
 
 def test_too_many_poisons_for_the_source_class(digits) -> None:
     train, _ = digits
-    with pytest.raises(UsageError, match="only .* rows of class 1 exist"):
+    with pytest.raises(UsageError, match=r"only .* rows of class 1 exist"):
         flip_labels_targeted(train, 0.5, 1, 7, 10, seed=0)
 
 

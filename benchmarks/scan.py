@@ -151,22 +151,22 @@ def detection(work: Path) -> dict[str, Any]:
 
 
 # ---- 2 and 3: large files, timed from each CLI ----------------------------------------------
-def _run(cmd: list[str]) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB and exit code of one command.
+def _run(cmd: list[str]) -> tuple[float, float, int, float]:
+    """Wall seconds, peak RSS in MB, exit code and CPU seconds (user + system) of one command.
 
     Peak RSS comes from /usr/bin/time: a child's own ru_maxrss would include the pages it
     shared with this (large) benchmark process at fork time.
     """
     start = time.perf_counter()
     proc = subprocess.run(
-        ["/usr/bin/time", "-f", "%M", *cmd],
+        ["/usr/bin/time", "-f", "%M %U %S", *cmd],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         check=False,
     )
     elapsed = time.perf_counter() - start
-    rss_kb = int(proc.stderr.decode().strip().splitlines()[-1])
-    return elapsed, rss_kb / 1024, proc.returncode
+    rss_kb, user, system = proc.stderr.decode().strip().splitlines()[-1].split()
+    return elapsed, int(rss_kb) / 1024, proc.returncode, float(user) + float(system)
 
 
 def nested_list_pickle(path: Path, megabytes: int) -> None:
@@ -206,7 +206,7 @@ def timed(label: str, file: Path, runs: int) -> dict[str, Any]:
         "picklescan": [str(BIN / "picklescan"), "--path", str(file)],
         "bastion_cli_startup": [str(BIN / "bastion"), "--version"],
     }
-    samples: dict[str, list[tuple[float, float, int]]] = {k: [] for k in commands}
+    samples: dict[str, list[tuple[float, float, int, float]]] = {k: [] for k in commands}
     for _ in range(runs):
         for tool, cmd in commands.items():  # interleaved: noise hits both alike
             samples[tool].append(_run(cmd))
@@ -217,12 +217,15 @@ def timed(label: str, file: Path, runs: int) -> dict[str, Any]:
             "seconds_all": [round(r[0], 3) for r in rows],
             "peak_rss_mb": round(max(r[1] for r in rows), 1),
             "exit_codes": [r[2] for r in rows],
+            "cpu_seconds_median": round(statistics.median(r[3] for r in rows), 3),
         }
     b, p = out["bastion"]["seconds_median"], out["picklescan"]["seconds_median"]
     startup = out["bastion_cli_startup"]["seconds_median"]
     out["bastion_seconds_excluding_cli_startup"] = round(b - startup, 3)
     out["speedup_vs_picklescan"] = round(p / b, 2)
     out["time_ratio_bastion_over_picklescan"] = round(b / p, 3)
+    cpu_b, cpu_p = out["bastion"]["cpu_seconds_median"], out["picklescan"]["cpu_seconds_median"]
+    out["cpu_ratio_bastion_over_picklescan"] = round(cpu_b / max(cpu_p, 1e-3), 3)
     print(
         f"{label}: bastion {b:.2f}s ({out['bastion']['peak_rss_mb']} MB), "
         f"picklescan {p:.2f}s ({out['picklescan']['peak_rss_mb']} MB)"

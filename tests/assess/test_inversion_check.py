@@ -17,13 +17,17 @@ def test_inversion_check_tabular() -> None:
     assert finding.id == "inversion.attribute_inference"
     assert len(finding.evidence["features"]) == 3
     assert finding.value > 0.3 and finding.severity >= Severity.MEDIUM
-    assert "rounded scores" in finding.recommendation and "bastion harden dp" in finding.recommendation
+    assert (
+        "rounded scores" in finding.recommendation and "bastion harden dp" in finding.recommendation
+    )
 
 
 def test_inversion_check_images() -> None:
     train, test = entry("digits-cnn").load_data()
     model = build("digits-cnn")
-    (finding,) = CHECK.run(model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None)
+    (finding,) = CHECK.run(
+        model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None
+    )
     assert finding.id == "inversion.class_reconstruction"
     assert finding.evidence["chance"] == 0.1
     assert 0.0 <= finding.value <= 1.0

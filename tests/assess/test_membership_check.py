@@ -54,7 +54,9 @@ def test_membership_check_with_shadow_models() -> None:
 def test_membership_check_without_trainer_or_scores() -> None:
     train, test = _data()
     model = train_forest(train, 0)
-    (finding,) = CHECK.run(model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None)
+    (finding,) = CHECK.run(
+        model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None
+    )
     assert set(finding.evidence["attacks"]) == {"loss"} and "skipped" in finding.evidence["note"]
     data = AssessmentData(test=test, train=train, trainer=train_forest)
     (finding,) = CHECK.run(LabelOnly(model), data, Budget.QUICK, 0, lambda _: None)

@@ -1,4 +1,4 @@
-"""Extraction: equation solving is exact on logistic regression, cloning follows the victim, bad input fails."""
+"""Extraction: equation solving is exact on logreg, cloning follows the victim, bad input fails."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def test_equation_solving_recovers_logreg_exactly(cancer: tuple[Model, Dataset, 
     assert result.queries == d + 1
     assert result.fidelity == 1.0
     _, test = entry("cancer-logreg").load_data()
-    np.testing.assert_allclose(result.clone.predict_proba(test.x), model.predict_proba(test.x), atol=1e-6)
+    np.testing.assert_allclose(
+        result.clone.predict_proba(test.x), model.predict_proba(test.x), atol=1e-6
+    )
 
 
 def test_equation_solving_refuses_label_only(cancer: tuple[Model, Dataset, Dataset]) -> None:
@@ -51,12 +53,16 @@ def test_equation_solving_refuses_label_only(cancer: tuple[Model, Dataset, Datas
 
 def test_equation_solving_on_nonlinear_model_reports_low_fidelity() -> None:
     _, test = entry("cancer-gbt").load_data()
-    result = equation_solving(build("cancer-gbt"), test.x[:57], test.subset(slice(57, None)), seed=0)
+    result = equation_solving(
+        build("cancer-gbt"), test.x[:57], test.subset(slice(57, None)), seed=0
+    )
     assert result.fidelity < 1.0
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_each_strategy_clones_tabular_model(strategy: str, cancer: tuple[Model, Dataset, Dataset]) -> None:
+def test_each_strategy_clones_tabular_model(
+    strategy: str, cancer: tuple[Model, Dataset, Dataset]
+) -> None:
     model, attacker, evaluation = cancer
     result = extract(model, attacker.x, evaluation, strategy=strategy, budget=200, seed=1, rounds=2)
     assert result.queries <= 200
@@ -71,12 +77,16 @@ def test_extraction_is_reproducible(cancer: tuple[Model, Dataset, Dataset]) -> N
     a = extract(model, attacker.x, evaluation, strategy="knockoff", budget=120, seed=3, rounds=2)
     b = extract(model, attacker.x, evaluation, strategy="knockoff", budget=120, seed=3, rounds=2)
     assert a.curve == b.curve
-    np.testing.assert_array_equal(a.clone.predict_proba(evaluation.x), b.clone.predict_proba(evaluation.x))
+    np.testing.assert_array_equal(
+        a.clone.predict_proba(evaluation.x), b.clone.predict_proba(evaluation.x)
+    )
 
 
 def test_label_only_api_is_detected_and_cloned(cancer: tuple[Model, Dataset, Dataset]) -> None:
     model, attacker, evaluation = cancer
-    result = extract(LabelOnly(model), attacker.x, evaluation, strategy="natural", budget=200, seed=0)
+    result = extract(
+        LabelOnly(model), attacker.x, evaluation, strategy="natural", budget=200, seed=0
+    )
     assert result.label_only
     assert result.fidelity >= 0.8
 
@@ -84,8 +94,15 @@ def test_label_only_api_is_detected_and_cloned(cancer: tuple[Model, Dataset, Dat
 def test_image_model_clone_beats_chance() -> None:
     model = build("digits-cnn")
     _, test = entry("digits-cnn").load_data()
-    result = extract(model, test.x[:100], test.subset(slice(100, 260)), strategy="jacobian", budget=200, seed=0,
-                     rounds=2)
+    result = extract(
+        model,
+        test.x[:100],
+        test.subset(slice(100, 260)),
+        strategy="jacobian",
+        budget=200,
+        seed=0,
+        rounds=2,
+    )
     assert result.queries <= 200
     assert result.fidelity > 0.5
 
@@ -101,7 +118,9 @@ def test_natural_pool_stays_in_bounds() -> None:
 
 
 @pytest.mark.parametrize("budget", [0, -5])
-def test_non_positive_budget_is_a_usage_error(budget: int, cancer: tuple[Model, Dataset, Dataset]) -> None:
+def test_non_positive_budget_is_a_usage_error(
+    budget: int, cancer: tuple[Model, Dataset, Dataset]
+) -> None:
     model, attacker, evaluation = cancer
     with pytest.raises(UsageError, match="positive"):
         extract(model, attacker.x, evaluation, strategy="random", budget=budget, seed=0)

@@ -1,4 +1,4 @@
-"""Inversion: MI-Face reconstructions are recognisable; attribute inference beats the marginal guess."""
+"""Inversion: MI-Face reconstructions are recognisable; attribute inference beats the marginal."""
 
 from __future__ import annotations
 
@@ -60,7 +60,9 @@ def test_attribute_inference_bad_input() -> None:
     model = build("cancer-logreg")
     train, test = entry("cancer-logreg").load_data()
     with pytest.raises(LabelOnlyError):
-        attribute_inference(BlackBox(model, label_only=True), train.subset(slice(0, 10)), 0, population=test)
+        attribute_inference(
+            BlackBox(model, label_only=True), train.subset(slice(0, 10)), 0, population=test
+        )
     with pytest.raises(DataError, match="outside"):
         attribute_inference(model, train.subset(slice(0, 10)), 30, population=test)
     with pytest.raises(DataError, match="records"):

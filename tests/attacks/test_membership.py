@@ -82,7 +82,9 @@ def test_threshold_attack_beats_chance(memorised: tuple[Model, Dataset, Dataset]
     assert result.queries == len(members) + len(nonmembers)
 
 
-def test_label_only_falls_back_to_gap_or_explains(memorised: tuple[Model, Dataset, Dataset]) -> None:
+def test_label_only_falls_back_to_gap_or_explains(
+    memorised: tuple[Model, Dataset, Dataset],
+) -> None:
     model, members, nonmembers = memorised
     result = threshold_attack(LabelOnly(model), members, nonmembers)
     assert result.attack == "gap" and result.label_only
@@ -106,7 +108,14 @@ def test_shadow_attacks_separate_members(
         lira.shokri(probs, pool.labels, shadow_set, is_member, seed=0),
     ]
     names = [r.attack for r in results]
-    assert names == ["lira-online", "lira-online-fixed", "lira-offline", "rmia", "rmia-offline", "shokri"]
+    assert names == [
+        "lira-online",
+        "lira-online-fixed",
+        "lira-offline",
+        "rmia",
+        "rmia-offline",
+        "shokri",
+    ]
     for r in results:
         assert r.auc > 0.7, (r.attack, r.auc)
     threshold = threshold_attack(model, *memorised[1:])

@@ -22,12 +22,12 @@ class Standardize(nn.Module):
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.shift) / self.scale
+        return (x - self.get_buffer("shift")) / self.get_buffer("scale")
 
 
 @dataclass(frozen=True)
 class CloneSettings:
-    """How a clone trains: epochs per fit (capped at `max_steps` optimiser steps), step size, batch size."""
+    """How a clone trains: epochs per fit (at most `max_steps` steps), step size, batch size."""
 
     epochs: int = 30
     max_steps: int = 300

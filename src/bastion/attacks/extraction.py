@@ -5,6 +5,7 @@ Knockoff-style adaptive sampling after Orekondy et al. 2019), each also label-on
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,7 +62,7 @@ class LinearSoftmaxModel:
 
 
 def fidelity(victim: Model, clone: Model, x: np.ndarray) -> float:
-    """Fraction of inputs on which clone and victim predict the same class (not counted as queries)."""
+    """Fraction of inputs where clone and victim predict the same class (not counted as queries)."""
     return float((predict_labels(victim, x) == predict_labels(clone, x)).mean())
 
 
@@ -230,13 +231,14 @@ class _Run:
         else:
             pool = natural_pool(self.model, self.x_att, self.bounds, self.budget, self.rng)
         edges = np.linspace(0, self.budget, min(rounds, self.budget) + 1).astype(int)
-        for start, stop in zip(edges[:-1], edges[1:], strict=True):
+        for start, stop in itertools.pairwise(edges):
             self.ask(pool[start:stop])
             self.train()
 
     def jacobian(self, rounds: int) -> None:
-        """Papernot et al.: seed set, then repeatedly step every point along the sign of the clone's
-        gradient for the victim's label and query the new points (step sign alternates per round)."""
+        """Papernot et al.: seed set, then repeatedly step every point along the sign of the
+        clone's gradient for the victim's label and query the new points (the step sign
+        alternates per round)."""
         import torch
 
         lo, hi = self.bounds
@@ -309,7 +311,7 @@ class _Run:
 def _knockoff_reward(
     answers: np.ndarray, clone_probs: np.ndarray, history: np.ndarray
 ) -> np.ndarray:
-    """Per-query reward: certainty (top-1 minus top-2), clone loss, and distance from the mean answer."""
+    """Per-query reward: certainty (top-1 minus top-2), clone loss, distance from mean answer."""
     top2 = np.sort(answers, axis=1)[:, -2:]
     certainty = top2[:, 1] - top2[:, 0]
     loss = -(answers * np.log(np.clip(clone_probs, 1e-12, 1.0))).sum(axis=1)

@@ -1,4 +1,4 @@
-"""Where extraction queries come from: uniform noise in bounds, or a natural out-of-distribution pool."""
+"""Where extraction queries come from: uniform noise in bounds, or a natural OOD pool."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from bastion.core.model import Model
 
 
 def feature_bounds(model: Model, attacker_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (low, high): the model's declared bounds, else the range of the attacker's data."""
+    """Per-feature (low, high): the model's declared bounds, else the attacker data's range."""
     shape = model.input_shape
     if model.input_bounds is not None:
         lo, hi = model.input_bounds
@@ -27,7 +27,7 @@ def uniform_in_bounds(
 def transformed_samples(
     attacker_x: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], n: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Variations of the attacker's own samples: mixup of random pairs, small shifts (images) and noise."""
+    """Variations of the attacker's samples: mixup of pairs, one-pixel shifts (images), noise."""
     lo, hi = bounds
     a = attacker_x[rng.integers(0, len(attacker_x), n)].astype(np.float64)
     b = attacker_x[rng.integers(0, len(attacker_x), n)].astype(np.float64)
@@ -41,7 +41,7 @@ def transformed_samples(
 
 
 def image_patches(input_shape: tuple[int, ...], n: int, rng: np.random.Generator) -> np.ndarray:
-    """Grey-level patches of the photographs that ship with scikit-learn, resized to the input shape."""
+    """Grey-level patches of the photographs inside scikit-learn, resized to the input shape."""
     from sklearn.datasets import load_sample_images
 
     c, h, w = input_shape
@@ -67,9 +67,9 @@ def natural_pool(
     n: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """An unlabelled pool of `n` natural inputs: for image models half photograph patches (another data
-    set inside scikit-learn, rescaled to the bounds) and half transformed attacker samples; for tabular
-    models transformed attacker samples."""
+    """An unlabelled pool of `n` natural inputs: for image models half photograph patches
+    (another data set inside scikit-learn, rescaled to the bounds) and half transformed attacker
+    samples; for tabular models transformed attacker samples."""
     if len(model.input_shape) != 3:
         return transformed_samples(attacker_x, bounds, n, rng)
     lo, hi = bounds

@@ -5,6 +5,7 @@ baseline that guesses from the attribute's marginal distribution."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from bastion.attacks.oracle import LabelOnlyError, Oracle, check_budget, check_f
 from bastion.core.dataset import Dataset
 from bastion.core.errors import DataError, UsageError
 from bastion.core.model import DifferentiableModel, Model, is_differentiable
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -29,10 +33,7 @@ class InversionResult:
     gradient_steps: int
 
 
-def _total_variation(x: object) -> object:
-    import torch
-
-    assert isinstance(x, torch.Tensor)
+def _total_variation(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (
         x[..., :, 1:] - x[..., :, :-1]
     ).abs().mean()
@@ -84,7 +85,7 @@ def mi_face(
         nll = torch.nn.functional.cross_entropy(model.logits(x), target, reduction="sum")
         loss = nll + k * (
             tv_weight * _total_variation(x) + prior_weight * ((x - prior) ** 2).mean()
-        )  # type: ignore[operator]
+        )
         loss.backward()
         opt.step()
         with torch.no_grad():

@@ -26,7 +26,7 @@ def _gaussian_logpdf(x: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.nda
 def _masked_stats(
     values: np.ndarray, mask: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-row mean and std of `values` (K, N) over the shadows where `mask` is set, and the counts."""
+    """Per-row mean and std of `values` (K, N) over the shadows where `mask` is set, and counts."""
     count = mask.sum(axis=0)
     mean = np.where(mask, values, 0.0).sum(axis=0) / np.maximum(count, 1)
     var = np.where(mask, (values - mean) ** 2, 0.0).sum(axis=0) / np.maximum(count - 1, 1)
@@ -101,7 +101,7 @@ def rmia(
 
 
 def attack_features(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """What the Shokri attack model sees: true-class log-odds, sorted top-3 scores, entropy, correctness."""
+    """Shokri attack features: true-class log-odds, top-3 scores, entropy, correctness."""
     p = np.clip(np.asarray(probs, dtype=np.float64), 1e-30, 1.0)
     top = np.sort(p, axis=1)[:, ::-1][:, :3]
     if top.shape[1] < 3:

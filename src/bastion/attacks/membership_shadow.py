@@ -50,7 +50,8 @@ def check_shadow_design(n_shadow: int, n_rows: int, keep_fraction: float) -> Non
     per_shadow = keep_fraction * n_rows
     if per_shadow < MIN_ROWS_PER_SHADOW or n_rows - per_shadow < MIN_ROWS_PER_SHADOW:
         raise DataError(
-            f"{n_rows} rows are too few for shadow models: each would train on {per_shadow:.0f} rows "
+            f"{n_rows} rows are too few for shadow models: each would train on "
+            f"{per_shadow:.0f} rows "
             f"(at least {MIN_ROWS_PER_SHADOW} in and out are needed)",
             fix="give more training / held-out rows or use the threshold attack",
         )

@@ -1,4 +1,4 @@
-"""The attacker's view of a prediction API: a query counter with a budget, and output-kind detection."""
+"""The attacker's view of a prediction API: a query counter with a budget, label-only detection."""
 
 from __future__ import annotations
 
@@ -55,7 +55,8 @@ class Oracle:
         arr = check_features(self.model, x, "attack queries")
         if self.budget is not None and self.queries + len(arr) > self.budget:
             raise UsageError(
-                f"{len(arr)} more queries would exceed the budget of {self.budget} ({self.queries} used)",
+                f"{len(arr)} more queries would exceed the budget of {self.budget} "
+                f"({self.queries} used)",
                 fix="raise the query budget or ask for fewer queries",
             )
         self.queries += len(arr)

@@ -93,7 +93,7 @@ DIGITS_MLP_OVERFIT_LAYERS: list[dict[str, Any]] = [
 
 
 def train_digits_mlp_overfit(data: Dataset, seed: int = 0) -> Any:
-    """A deliberately overfit digits MLP: wide, long training, no regularisation (a privacy target)."""
+    """A deliberately overfit digits MLP: wide, trained long, unregularised (a privacy target)."""
     return train_torch_classifier(DIGITS_MLP_OVERFIT_LAYERS, data, seed=seed, epochs=300)
 
 

@@ -12,7 +12,8 @@ from bastion.core.model import Model
 RECOMMENDATION = (
     "Expose less per query and fewer queries: return rounded scores or only the top-1 label "
     "(bastion serve output defences: rounding / label-only), rate-limit each client and enable the "
-    "gateway's extraction detector; watermark the model (bastion watermark) to prove a clone's origin."
+    "gateway's extraction detector; watermark the model (bastion watermark) to prove a clone's "
+    "origin."
 )
 FIDELITY_LEVELS = [(0.5, Severity.LOW), (0.75, Severity.MEDIUM), (0.9, Severity.HIGH)]
 MIN_ROWS = 20
@@ -77,7 +78,8 @@ class ExtractionCheck:
             Finding(
                 id="extraction.learning",
                 check=self.name,
-                title=f"A clone agrees with the model on {best.fidelity:.1%} of held-out inputs after "
+                title=f"A clone agrees with the model on {best.fidelity:.1%} of held-out inputs "
+                f"after "
                 f"{best.queries} queries ({best.method})",
                 severity=severity_from_thresholds(
                     best.fidelity, FIDELITY_LEVELS, higher_is_worse=True
@@ -120,7 +122,8 @@ class ExtractionCheck:
         return Finding(
             id="extraction.equation_solving",
             check=self.name,
-            title=f"Solving {result.queries} equations gives a linear clone with {result.fidelity:.1%} fidelity",
+            title=f"Solving {result.queries} equations gives a linear clone with "
+            f"{result.fidelity:.1%} fidelity",
             severity=Severity.CRITICAL if exact else Severity.INFO,
             metric="equation_solving_fidelity",
             value=result.fidelity,

@@ -1,22 +1,26 @@
-"""`inversion`: what the model's outputs reveal about its classes (images) or hidden attributes (tables)."""
+"""`inversion`: what outputs reveal about the classes (images) or hidden attributes (tables)."""
 
 from __future__ import annotations
+
+from typing import cast
 
 import numpy as np
 
 from bastion.assess.check import AssessmentData, Budget, ProgressFn
 from bastion.assess.plots import new_figure, to_plot
 from bastion.core.finding import Finding, Plot, Severity, severity_from_thresholds
-from bastion.core.model import Model, is_differentiable
+from bastion.core.model import DifferentiableModel, Model, is_differentiable
 
 IMAGE_RECOMMENDATION = (
-    "Class representatives can be rebuilt from gradients: serve the model as a black box behind the "
-    "gateway, return only the top-1 label or rounded scores (bastion serve output defences), and train "
-    "with differential privacy (bastion harden dp) where single training records must not show through."
+    "Class representatives can be rebuilt from gradients: serve the model as a black box behind "
+    "the gateway, return only the top-1 label or rounded scores (bastion serve output defences), "
+    "and train with differential privacy (bastion harden dp) where single training records must "
+    "not show through."
 )
 TABULAR_RECOMMENDATION = (
-    "Exact scores let a caller who knows the rest of a record solve for a hidden attribute: return only "
-    "the top-1 label or rounded scores (bastion serve output defences), rate-limit each client, and "
+    "Exact scores let a caller who knows the rest of a record solve for a hidden attribute: return "
+    "only the top-1 label or rounded scores (bastion serve output defences), rate-limit each "
+    "client, and "
     "train with differential privacy (bastion harden dp)."
 )
 ADVANTAGE_LEVELS = [(0.05, Severity.LOW), (0.2, Severity.MEDIUM), (0.5, Severity.HIGH)]
@@ -24,7 +28,7 @@ IDENTIFICATION_LEVELS = [(0.5, Severity.LOW), (0.8, Severity.MEDIUM)]
 
 
 class InversionCheck:
-    """MI-Face reconstructions for white-box image models; attribute inference for tabular models."""
+    """MI-Face reconstructions for white-box image models; attribute inference for tables."""
 
     name = "inversion"
     title = "Model inversion"
@@ -51,9 +55,9 @@ class InversionCheck:
         reference = data.train if data.train is not None else data.test
         with one_torch_thread():
             result = mi_face(
-                model,
+                cast(DifferentiableModel, model),
                 steps=budget.pick(60, 150, 400),
-                start=data.test.x.mean(axis=0),  # type: ignore[arg-type]
+                start=data.test.x.mean(axis=0),
                 reference=reference,
                 seed=seed,
             )
@@ -98,7 +102,8 @@ class InversionCheck:
         return Finding(
             id="inversion.attribute_inference",
             check=self.name,
-            title=f"A hidden '{best.feature_name}' is inferred {best.advantage:+.0%} better than a marginal guess",
+            title=f"A hidden '{best.feature_name}' is inferred {best.advantage:+.0%} better than "
+            "a marginal guess",
             severity=severity_from_thresholds(
                 best.advantage, ADVANTAGE_LEVELS, higher_is_worse=True
             ),

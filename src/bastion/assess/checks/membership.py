@@ -51,9 +51,15 @@ class MembershipCheck:
         results = [threshold]
         note = ""
         if threshold.label_only:
-            note = "the model returns only labels: shadow-model attacks need scores, so only the gap attack ran"
+            note = (
+                "the model returns only labels: shadow-model attacks need scores, "
+                "so only the gap attack ran"
+            )
         elif data.trainer is None:
-            note = "no training function is known: shadow-model attacks (LiRA, RMIA, Shokri) were skipped"
+            note = (
+                "no training function is known: shadow-model attacks (LiRA, RMIA, Shokri) "
+                "were skipped"
+            )
         else:
             n_shadow = budget.pick(4, 6, 16)
             pool = membership_targets(members, data.test)
@@ -107,7 +113,8 @@ class MembershipCheck:
             Finding(
                 id="membership.tpr_at_low_fpr",
                 check=self.name,
-                title=f"{best.attack}: {tpr:.1%} of training records identified at 1% false positives "
+                title=f"{best.attack}: {tpr:.1%} of training records identified at 1% false "
+                f"positives "
                 f"(AUC {best.auc:.3f})",
                 severity=severity_from_thresholds(tpr, TPR_LEVELS, higher_is_worse=True),
                 metric="tpr_at_1pct_fpr",

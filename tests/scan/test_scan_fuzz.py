@@ -191,3 +191,29 @@ def test_mutated_containers_get_a_verdict(
     result = scan_data(mutated, POLICY, LIMITS)
     assert result.verdict in VERDICTS
     assert not any(f.rule == "scan.internal" for f in result.findings), result.findings
+
+
+PLAIN = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=40)
+        | st.tuples(inner, inner)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=5)
+        | st.frozensets(st.integers(), max_size=5)
+    ),
+    max_leaves=200,
+)
+
+
+@FUZZ
+@given(PLAIN, st.integers(0, 5))
+def test_real_pickler_output_of_plain_data_is_safe(obj: Any, proto: int) -> None:
+    # shared references exercise the memo; repeated structures exercise scalar runs
+    data = pickle.dumps([obj, obj, [obj] * 3], protocol=proto)
+    result = scan_data(data, POLICY, LIMITS)
+    assert result.verdict == "safe", (data[:200], result.findings)

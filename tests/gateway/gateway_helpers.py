@@ -84,18 +84,13 @@ class Running:
 def start(config: ServeConfig, state_dir: Path) -> Running:
     import uvicorn
 
+    from bastion.gateway.server import tls_options
+
     app = create_app(config, state_dir)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            lifespan="on",
-            proxy_headers=False,
-        )
-    )
+    options: dict[str, Any] = {"host": "127.0.0.1", "port": port, "log_level": "warning"}
+    options.update(lifespan="on", proxy_headers=False, **tls_options(config.server))
+    server = uvicorn.Server(uvicorn.Config(app, **options))
 
     def run() -> None:
         asyncio.run(server.serve())
@@ -107,7 +102,8 @@ def start(config: ServeConfig, state_dir: Path) -> Running:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("gateway did not start")
         time.sleep(0.02)
-    return Running(f"http://127.0.0.1:{port}", app.state.gateway, state_dir, server, thread)
+    scheme = "https" if config.server.tls_cert else "http"
+    return Running(f"{scheme}://127.0.0.1:{port}", app.state.gateway, state_dir, server, thread)
 
 
 def make_config(**sections: dict[str, Any]) -> ServeConfig:

@@ -11,7 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from bastion.core.errors import UsageError
-from bastion.gateway.config import ModelEntry, ServeConfig, load_serve_config
+from bastion.gateway.config import ModelEntry, ServeConfig, ServerConfig, load_serve_config
 
 ENV_SPEC = "BASTION_SERVE_SPEC"
 
@@ -41,6 +41,23 @@ def app_from_env() -> FastAPI:
     return create_app(config, Path(spec["state_dir"]) if spec["state_dir"] else None)
 
 
+def tls_options(server: ServerConfig) -> dict[str, object]:
+    """uvicorn TLS options: HTTPS from `tls_cert`/`tls_key`; client certs from `client_ca`."""
+    if (server.tls_cert is None) != (server.tls_key is None):
+        raise UsageError("--tls-cert and --tls-key go together", fix="pass both, or neither")
+    if server.client_ca is not None and server.tls_cert is None:
+        raise UsageError("--client-ca needs TLS", fix="also pass --tls-cert and --tls-key")
+    if server.tls_cert is None:
+        return {}
+    options: dict[str, object] = {
+        "ssl_certfile": str(server.tls_cert),
+        "ssl_keyfile": str(server.tls_key),
+    }
+    if server.client_ca is not None:
+        options.update(ssl_ca_certs=str(server.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
+    return options
+
+
 def run(
     config_path: Path | None,
     config: ServeConfig,
@@ -51,10 +68,7 @@ def run(
     import uvicorn
 
     server = config.server
-    if (server.tls_cert is None) != (server.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together", fix="pass both, or neither")
-    if server.client_ca is not None and server.tls_cert is None:
-        raise UsageError("--client-ca needs TLS", fix="also pass --tls-cert and --tls-key")
+    tls = tls_options(server)
     if not config.models and not extra_models:
         raise UsageError(
             "no model to serve", fix="pass MODEL arguments or [[models]] in the config"
@@ -68,11 +82,6 @@ def run(
     )
     if server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bastion-metrics-")
-    tls: dict[str, object] = {}
-    if server.tls_cert is not None:
-        tls = {"ssl_certfile": str(server.tls_cert), "ssl_keyfile": str(server.tls_key)}
-        if server.client_ca is not None:
-            tls.update(ssl_ca_certs=str(server.client_ca), ssl_cert_reqs=ssl.CERT_REQUIRED)
     uvicorn.run(
         "bastion.gateway.server:app_from_env",
         factory=True,

@@ -48,15 +48,20 @@ async def read_limited(stream: AsyncIterator[bytes], declared: str | None, max_b
             raise Rejected(
                 413, "body_too_large", f"the body has {size} bytes; the limit is {max_bytes}"
             )
+    from starlette.requests import ClientDisconnect
+
     chunks: list[bytes] = []
     total = 0
-    async for chunk in stream:
-        total += len(chunk)
-        if total > max_bytes:
-            raise Rejected(
-                413, "body_too_large", f"the body exceeds the limit of {max_bytes} bytes"
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in stream:
+            total += len(chunk)
+            if total > max_bytes:
+                raise Rejected(
+                    413, "body_too_large", f"the body exceeds the limit of {max_bytes} bytes"
+                )
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise Rejected(400, "client_disconnected", "the client closed the connection") from None
     return b"".join(chunks)
 
 

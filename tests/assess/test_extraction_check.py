@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from bastion.assess.check import AssessmentData, Budget
 from bastion.assess.checks.extraction import CHECK
 from bastion.assess.registry import select
 from bastion.core.finding import Severity
+from bastion.core.model import Model
 from bastion.zoo import build, entry
 
 
@@ -35,3 +38,29 @@ def test_extraction_check_is_registered() -> None:
         "membership",
         "inversion",
     ]
+
+
+class LabelOnly:
+    """The bypass an owner may try: serve labels only. The check must still run and say so."""
+
+    def __init__(self, inner: Model) -> None:
+        self.inner = inner
+        self.n_classes = inner.n_classes
+        self.input_shape = inner.input_shape
+        self.input_bounds = inner.input_bounds
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return np.eye(self.n_classes)[self.inner.predict_proba(x).argmax(axis=1)]
+
+
+def test_extraction_check_on_label_only_api() -> None:
+    train, test = entry("cancer-logreg").load_data()
+    model = LabelOnly(build("cancer-logreg"))
+    findings = CHECK.run(
+        model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None
+    )
+    by_id = {f.id: f for f in findings}
+    assert by_id["extraction.equation_solving"].severity == Severity.INFO
+    assert "only labels" in by_id["extraction.equation_solving"].evidence["reason"]
+    # Labels alone still leak the model: the learning-based clone keeps working.
+    assert by_id["extraction.learning"].value >= 0.8

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bastion.assess.check import AssessmentData, Budget
 from bastion.assess.checks.inversion import CHECK
 from bastion.core.finding import Severity
+from bastion.core.model import Model
 from bastion.zoo import build, entry
 
 
@@ -32,3 +33,24 @@ def test_inversion_check_images() -> None:
     assert finding.evidence["chance"] == 0.1
     assert 0.0 <= finding.value <= 1.0
     assert finding.plots[0].svg.startswith("<svg")
+
+
+def test_inversion_check_on_label_only_table() -> None:
+    import numpy as np
+
+    class LabelOnly:
+        def __init__(self, inner: Model) -> None:
+            self.inner = inner
+            self.n_classes = inner.n_classes
+            self.input_shape = inner.input_shape
+            self.input_bounds = inner.input_bounds
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray:
+            return np.eye(self.n_classes)[self.inner.predict_proba(x).argmax(axis=1)]
+
+    train, test = entry("cancer-logreg").load_data()
+    model = LabelOnly(build("cancer-logreg"))
+    (finding,) = CHECK.run(
+        model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None
+    )
+    assert finding.severity == Severity.INFO and finding.evidence["label_only"]

@@ -6,6 +6,7 @@ import numpy as np
 
 from bastion.assess.check import AssessmentData, Budget, ProgressFn
 from bastion.assess.plots import new_figure, to_plot
+from bastion.core.errors import UsageError
 from bastion.core.finding import Finding, Plot, Severity, severity_from_thresholds
 from bastion.core.model import Model
 
@@ -39,9 +40,11 @@ class ExtractionCheck:
         evaluation = data.test.subset(np.sort(order[len(order) // 2 :]))
         findings: list[Finding] = []
         if len(model.input_shape) == 1:
-            findings.append(
-                self._equation_solving(equation_solving(model, attacker.x, evaluation, seed=seed))
-            )
+            try:
+                solved = equation_solving(model, attacker.x, evaluation, seed=seed)
+                findings.append(self._equation_solving(solved))
+            except UsageError as exc:  # label-only or saturated outputs: nothing to solve
+                findings.append(self._not_solvable(exc.message))
         queries = budget.pick(300, 600, 2000)
         settings = CloneSettings(max_steps=budget.pick(60, 120, 300))
         rounds = budget.pick(2, 3, 4)
@@ -142,6 +145,18 @@ class ExtractionCheck:
             )
             if exact
             else "",
+        )
+
+    def _not_solvable(self, reason: str) -> Finding:
+        return Finding(
+            id="extraction.equation_solving",
+            check=self.name,
+            title="Equation solving does not apply to this API",
+            severity=Severity.INFO,
+            metric="equation_solving_fidelity",
+            value=0.0,
+            threshold=0.99,
+            evidence={"reason": reason},
         )
 
     @staticmethod

@@ -86,6 +86,7 @@ class InversionCheck:
         self, model: Model, data: AssessmentData, budget: Budget, seed: int, progress: ProgressFn
     ) -> Finding:
         from bastion.attacks.inversion import attribute_inference
+        from bastion.attacks.oracle import LabelOnlyError
 
         records = (data.train if data.train is not None else data.test).sample(
             budget.pick(100, 200, 500), seed
@@ -95,9 +96,22 @@ class InversionCheck:
             np.linspace(0, n_features - 1, min(n_features, budget.pick(3, 6, 30))).astype(int)
         )
         results = []
-        for i, f in enumerate(features):
-            results.append(attribute_inference(model, records, int(f), population=data.test))
-            progress((i + 1) / len(features))
+        try:
+            for i, f in enumerate(features):
+                results.append(attribute_inference(model, records, int(f), population=data.test))
+                progress((i + 1) / len(features))
+        except LabelOnlyError:
+            return Finding(
+                id="inversion.attribute_inference",
+                check=self.name,
+                title="The model returns only labels: score-matching attribute inference does "
+                "not apply",
+                severity=Severity.INFO,
+                metric="attribute_advantage",
+                value=0.0,
+                threshold=0.05,
+                evidence={"label_only": True},
+            )
         best = max(results, key=lambda r: r.advantage)
         return Finding(
             id="inversion.attribute_inference",

@@ -104,6 +104,8 @@ class WorstCaseResult:
 
 
 Stage = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor, int]]
+"""(x, y, eps) -> (adversarial x, success, model evaluations: counted for Square, budgeted
+for the white-box attacks, an upper bound for APGD, which drops broken examples early)."""
 
 
 def _white_box_stages(
@@ -122,7 +124,7 @@ def _white_box_stages(
             x: torch.Tensor, y: torch.Tensor, eps: float
         ) -> tuple[torch.Tensor, torch.Tensor, int]:
             xa = fgsm_tensor(logits, x, y, eps, norm, box)
-            return xa, fooled(xa, y), 2
+            return xa, fooled(xa, y), 2 * len(x)
 
         stages.append(("fgsm", run_fgsm))
     if suite.pgd_steps > 0:
@@ -143,7 +145,7 @@ def _white_box_stages(
                 start=True,
                 gen=gen,
             )
-            return xa, ok, suite.pgd_steps + 1
+            return xa, ok, (suite.pgd_steps + 1) * len(x)
 
         stages.append(("pgd", run_pgd))
     if suite.apgd_iter > 0:
@@ -164,7 +166,7 @@ def _white_box_stages(
                 n_targets=1,
                 gen=gen,
             )
-            return xa, ok, (suite.apgd_iter + 1) * suite.apgd_restarts
+            return xa, ok, (suite.apgd_iter + 1) * suite.apgd_restarts * len(x)
 
         stages.append(("apgd-ce", run_apgd_ce))
     if suite.apgd_iter > 0 and suite.apgd_targets > 0:
@@ -185,7 +187,8 @@ def _white_box_stages(
                 n_targets=suite.apgd_targets,
                 gen=gen,
             )
-            return xa, ok, (suite.apgd_iter + 1) * suite.apgd_restarts * suite.apgd_targets
+            runs = suite.apgd_restarts * suite.apgd_targets
+            return xa, ok, (suite.apgd_iter + 1) * runs * len(x)
 
         stages.append(("apgd-dlr-targeted", run_apgd_t))
     return stages
@@ -207,7 +210,7 @@ def _square_stage(model: Model, norm: Norm, box: Box, queries: int, seed: int) -
             p_init=0.8,
             gen=gen,
         )
-        return xa, ok, int(counter.counts.float().mean().item()) if len(x) else 0
+        return xa, ok, int(counter.counts.sum())
 
     return run
 
@@ -266,7 +269,7 @@ def worst_case(
                 start = time.perf_counter()
                 xa, ok, cost = stage(xt[alive], yt[alive], eps)
                 seconds[name] += time.perf_counter() - start
-                queries[name] += cost * len(alive)
+                queries[name] += cost
                 current[alive[ok]] = xa[ok]
                 min_eps[alive[ok]] = eps
                 counts[name] = int(ok.sum())

@@ -32,7 +32,3 @@ def scan_bytes(tmp_path: Path) -> Callable[..., ScanReport]:
         return scan(path, **kwargs)  # type: ignore[arg-type]
 
     return run
-
-
-def rules(report: ScanReport) -> set[str]:
-    return {f.rule for file in report.files for f in file.findings}

@@ -12,12 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from corpus import _tar, _zip, call
+from scan_helpers import rules
 
 from bastion.integrity.scan import ScanReport
 from bastion.integrity.scan.engine import scan_paths
 from bastion.integrity.scan.limits import Limits
 from bastion.integrity.scan.policy import load_policy
-from conftest import rules
 
 Scan = Callable[..., ScanReport]
 PAYLOAD = call("os", "system", "true")

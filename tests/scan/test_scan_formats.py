@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from corpus import _gguf, _onnx_model
+from scan_helpers import rules
 
 from bastion.integrity.scan import ScanReport, scan
-from conftest import rules
 
 Scan = Callable[..., ScanReport]
 

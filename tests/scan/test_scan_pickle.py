@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from corpus import _glob, _s, call
+from scan_helpers import rules
 
 from bastion.integrity.scan import ScanReport
 from bastion.integrity.scan.engine import scan_paths
 from bastion.integrity.scan.limits import Limits
 from bastion.integrity.scan.policy import load_policy
-from conftest import rules
 
 Scan = Callable[..., ScanReport]
 

@@ -4,7 +4,9 @@ The bare endpoint parses the OIP body, predicts and answers; `bastion serve` add
 auth, rate limits (per IP and per key, set high so none trips), validation, the audit log
 (SQLite, committed before each response) and metrics. Both run one uvicorn worker with
 the same settings; `wrk` (Debian package) drives them from a separate process at 16 and
-64 connections, the two servers measured alternately in the same run.
+64 connections, the servers measured alternately in the same run. Besides throughput and
+latency it records each server's CPU time per request (from /proc), which a machine
+shared with other work disturbs far less than wall-clock figures.
 Writes benchmarks/results/gateway.json.
 
     .venv/bin/python benchmarks/gateway.py [--quick]
@@ -35,6 +37,7 @@ RESULTS = Path(__file__).parent / "results" / "gateway.json"
 BASTION = str(Path(sys.executable).with_name("bastion"))
 PATH = "/v2/models/digits-cnn/infer"
 VARIANTS = {"bastion": "full", "bastion_process_durability": "process"}
+MEASURES = ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
 TARGETS = {"throughput_ratio_min": 0.8, "p99_added_ms_max_at_16": 5.0, "errors": 0}
 
 
@@ -149,7 +152,14 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(url: str, script: Path, connections: int, seconds: int, pid: int) -> dict[str, Any]:
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run(
         [
             "wrk",
@@ -179,6 +189,9 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
         errors += sum(int(g) for g in socket_errors.groups())
     return {
         "requests": requests,
+        "server_cpu_ms_per_request": round(
+            (cpu_seconds(pid) - cpu_before) / max(requests, 1) * 1000, 3
+        ),
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         "p50_ms": _ms(percentiles["50"]),
         "p99_ms": _ms(percentiles["99"]),
@@ -189,7 +202,8 @@ def run_wrk(url: str, script: Path, connections: int, seconds: int) -> dict[str,
 def describe(connections: int, name: str, run: dict[str, Any]) -> str:
     return (
         f"c={connections:<3} {name:<28} {run['rps']:8.0f} req/s  p50 {run['p50_ms']:6.2f} ms"
-        f"  p99 {run['p99_ms']:6.2f} ms  errors {run['errors']}"
+        f"  p99 {run['p99_ms']:6.2f} ms  cpu {run['server_cpu_ms_per_request']:.3f} ms/req"
+        f"  errors {run['errors']}"
     )
 
 
@@ -228,13 +242,14 @@ def main() -> None:
     script = wrk_script(home, key)
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
     try:
+        pids = dict(zip(urls, (p.pid for p in procs), strict=True))
         for name, url in urls.items():  # warm-up
-            run_wrk(url, script, 16, 2)
+            run_wrk(url, script, 16, 2, pids[name])
         for connections in (16, 64):
             for _ in range(rounds):
                 for name, url in urls.items():
                     runs.setdefault(str(connections), {}).setdefault(name, []).append(
-                        run_wrk(url, script, connections, seconds)
+                        run_wrk(url, script, connections, seconds, pids[name])
                     )
                     last = runs[str(connections)][name][-1]
                     print(describe(connections, name, last), flush=True)
@@ -248,7 +263,7 @@ def main() -> None:
     summary: dict[str, Any] = {}
     for connections, by_name in runs.items():
         med = {
-            name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "p99_ms")}
+            name: {k: statistics.median(r[k] for r in rs) for k in MEASURES}
             for name, rs in by_name.items()
         }
         summary[connections] = {name: med[name] for name in urls}
@@ -256,6 +271,11 @@ def main() -> None:
             summary[connections][name] |= {
                 "throughput_ratio": round(med[name]["rps"] / med["bare"]["rps"], 3),
                 "p99_added_ms": round(med[name]["p99_ms"] - med["bare"]["p99_ms"], 2),
+                "cpu_ratio": round(
+                    med["bare"]["server_cpu_ms_per_request"]
+                    / med[name]["server_cpu_ms_per_request"],
+                    3,
+                ),
             }
         summary[connections]["errors"] = {
             name: sum(r["errors"] for r in rs) for name, rs in by_name.items()

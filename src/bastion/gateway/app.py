@@ -342,7 +342,10 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
         ctx.result = {"key": raw, **_key_json(info, time.time())}
 
     async def _show_config(ctx: Context) -> None:
-        ctx.result = json.loads(config.model_dump_json())
+        shown = json.loads(config.model_dump_json())
+        for section, key in (("store", "url"), ("audit", "url"), ("limits", "storage")):
+            shown[section][key] = _hide_password(shown[section][key])
+        ctx.result = shown
 
     chains = {
         "keys_list": gw.guarded("keys_list", _list_keys, role="admin"),
@@ -460,6 +463,19 @@ def _infer_doc() -> dict[str, Any]:
     return {
         "requestBody": {"required": True, "content": {"application/json": {"schema": INFER_SCHEMA}}}
     }
+
+
+def _hide_password(url: str | None) -> str | None:
+    """A store URL with any password replaced by ***."""
+    if not url or "@" not in url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _publish_weights(gw: Gateway, model: str, weights: dict[str, float]) -> None:

@@ -51,7 +51,9 @@ class LimitsConfig(Section):
 
     enabled: bool = True
     storage: str = "memory://"
-    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = "moving-window"
+    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = (
+        "sliding-window-counter"
+    )
     key_prefix: str = "bastion"
     per_key: list[str] = Field(default_factory=lambda: ["20/second", "10000/day"])
     per_ip: list[str] = Field(default_factory=lambda: ["100/second"])

@@ -21,8 +21,9 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 
 $(VENV)/.bench: pyproject.toml $(VENV)/.dev
 	$(BIN)/pip install -q "$(TORCH)" -e ".[bench]"
-	# torchattacks declares torchvision and an old requests but imports neither.
-	$(BIN)/pip install -q --no-deps torchattacks==3.5.1
+	# torchattacks declares torchvision and an old requests but imports neither; modelscan pins
+	# an older rich than ours. Both run fine without those constraints.
+	$(BIN)/pip install -q --no-deps torchattacks==3.5.1 modelscan==0.8.8
 	touch $@
 
 demo: $(VENV)/.base

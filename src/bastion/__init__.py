@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model"]
+__all__ = ["__version__", "load_model", "scan"]
 
 if TYPE_CHECKING:
     from bastion.core.loading import load_model
+    from bastion.integrity.scan import scan
+
+# Public shortcuts, resolved lazily so `import bastion` (and `bastion --version`) stays fast
+# and imports no torch.
+_LAZY = {"load_model": "bastion.core.loading", "scan": "bastion.integrity.scan"}
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy so that `import bastion` (and `bastion --version`) stays fast and torch-free.
-    if name == "load_model":
-        from bastion.core.loading import load_model
-
-        return load_model
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'bastion' has no attribute {name!r}")

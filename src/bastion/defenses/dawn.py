@@ -1,0 +1,226 @@
+"""DAWN response watermarking (Szyller et al. 2021): prove that a model was extracted from ours.
+
+For a secret, keyed fraction of queries (< 0.5%) the answer's label is deterministically
+replaced by a keyed wrong label, and the (input, watermark label) pair is recorded. A clone
+trained on our answers learns those pairs; an independent model agrees with a watermark label
+no more often than chance. `verify_clone` turns the agreement count into a binomial p-value.
+
+Selection and labels are HMACs of the input bytes, so the same query always gets the same
+answer (no averaging out) and nobody without the key can tell which answers are marked. A
+small keyed control sample (answered honestly, also recorded) measures how often the suspect
+disagrees with us at all, which bounds chance agreement for two-class models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bastion.core.errors import ConfigError, InputError
+from bastion.core.model import Model, predict_labels
+
+MAX_FRACTION = 0.005
+CONTROL_SLACK_LOG2 = -50.0  # error probability spent on the control-sample bound
+
+
+def _u64(key: bytes, tag: bytes, row: np.ndarray) -> int:
+    return int.from_bytes(hmac.new(key, tag + row.tobytes(), hashlib.sha256).digest()[:8], "big")
+
+
+@dataclass(frozen=True)
+class Marked:
+    """Which rows were watermarked or sampled as controls, and the labels answered."""
+
+    watermark: np.ndarray  # bool per row
+    control: np.ndarray  # bool per row
+    labels: np.ndarray  # the answered label per row (watermark label where marked)
+    victim: np.ndarray  # the model's own label per row
+
+
+class ResponseWatermark:
+    """Keyed selection of answers to alter; `apply` alters them and reports what to record."""
+
+    def __init__(
+        self, key: bytes, fraction: float = 0.0025, control_fraction: float = 0.01
+    ) -> None:
+        if len(key) < 16:
+            raise ConfigError("the DAWN key is shorter than 16 bytes", fix="use >= 16 random bytes")
+        if not 0 < fraction < MAX_FRACTION:
+            raise ConfigError(
+                f"DAWN fraction must be in (0, {MAX_FRACTION}), got {fraction}",
+                fix="keep the watermarked fraction below 0.5%",
+            )
+        self.key = key
+        self.fraction = fraction
+        self.control_fraction = control_fraction
+
+    def apply(self, x: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, Marked]:
+        """The answers with marked rows altered (top-1 swapped with a keyed wrong class)."""
+        rows = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1)
+        n_classes = probs.shape[1]
+        victim = probs.argmax(axis=1)
+        labels = victim.copy()
+        mark = np.zeros(len(rows), bool)
+        control = np.zeros(len(rows), bool)
+        out = probs.copy()
+        for i, row in enumerate(rows):
+            u = _u64(self.key, b"dawn-select", row) / 2.0**64
+            if u < self.fraction and n_classes > 1:
+                offset = 1 + _u64(self.key, b"dawn-label", row) % (n_classes - 1)
+                labels[i] = (victim[i] + offset) % n_classes
+                mark[i] = True
+                a, b = out[i, victim[i]], out[i, labels[i]]
+                out[i, victim[i]], out[i, labels[i]] = b, a
+            elif u < self.fraction + self.control_fraction:
+                control[i] = True
+        return out, Marked(mark, control, labels, victim)
+
+
+class PairLog:
+    """Recorded pairs as JSON lines (one per marked or control query), appended atomically."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def append(self, x: np.ndarray, marked: Marked, model: str) -> int:
+        """Record the marked and control rows of one answered batch; returns how many."""
+        picked = np.flatnonzero(marked.watermark | marked.control)
+        if not len(picked):
+            return 0
+        lines = "".join(
+            json.dumps(
+                {
+                    "model": model,
+                    "kind": "watermark" if marked.watermark[i] else "control",
+                    "label": int(marked.labels[i]),
+                    "victim": int(marked.victim[i]),
+                    "x": np.asarray(x[i], dtype=np.float32).ravel().tolist(),
+                },
+                separators=(",", ":"),
+            )
+            + "\n"
+            for i in picked
+        )
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, lines.encode())  # one write: lines from several processes never interleave
+        finally:
+            os.close(fd)
+        return len(picked)
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Recorded watermark and control queries for one model."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    victim: np.ndarray
+    watermark: np.ndarray  # bool: watermark pair (else control)
+
+
+def read_pairs(path: Path, input_shape: tuple[int, ...], model: str | None = None) -> Pairs:
+    """Load the recorded pairs (skipping lines for other models); bad lines are an error."""
+    if not path.is_file():
+        raise InputError(f"no recorded pairs at {path}", fix="point --pairs at the gateway's file")
+    xs, labels, victims, kinds = [], [], [], []
+    size = int(np.prod(input_shape))
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if model is not None and rec["model"] != model:
+                continue
+            row = np.asarray(rec["x"], dtype=np.float32)
+            if row.size != size:
+                raise ValueError(f"{row.size} values, the model takes {size}")
+            xs.append(row.reshape(input_shape))
+            labels.append(int(rec["label"]))
+            victims.append(int(rec["victim"]))
+            kinds.append(rec["kind"] == "watermark")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{path}:{n}: not a recorded pair ({exc})", fix="use the gateway's file"
+            ) from None
+    return Pairs(
+        np.asarray(xs, np.float32).reshape(-1, *input_shape),
+        np.asarray(labels, int),
+        np.asarray(victims, int),
+        np.asarray(kinds, bool),
+    )
+
+
+@dataclass(frozen=True)
+class CloneVerdict:
+    """The ownership test: watermark agreements against what chance allows."""
+
+    pairs: int
+    matches: int
+    controls: int
+    disagreements: int
+    chance: float
+    log2_p_value: float
+
+    @property
+    def confidence(self) -> float:
+        return 1.0 - 2.0**self.log2_p_value
+
+    def proven(self, log2_alpha: float = -40.0) -> bool:
+        return self.log2_p_value <= log2_alpha
+
+
+def _log2_binom_sf(k: int, n: int, p: float) -> float:
+    """log2 P[Binomial(n, p) >= k], stable for tiny tails."""
+    from scipy.stats import binom
+
+    if k <= 0:
+        return 0.0
+    if p >= 1.0:
+        return 0.0
+    if p <= 0.0:
+        return -math.inf
+    return float(binom.logsf(k - 1, n, p)) / math.log(2.0)
+
+
+def verify_clone(suspect: Model, pairs: Pairs) -> CloneVerdict:
+    """Test `suspect` against the recorded pairs.
+
+    Under the null hypothesis (a model built without our answers) a watermark label, drawn by
+    HMAC uniformly among the classes other than ours, is matched with probability at most
+    P[disagree with us] / (C - 1). The disagreement rate is bounded from above on the control
+    sample (Clopper-Pearson at 2^-50, whose error is added to the p-value); with no controls
+    it is 1.
+    """
+    from scipy.stats import beta
+
+    n_classes = suspect.n_classes
+    if not pairs.watermark.any():
+        raise InputError("the recorded pairs hold no watermark pair", fix="record more traffic")
+    marked = pairs.watermark
+    pred = predict_labels(suspect, pairs.x)
+    matches = int((pred[marked] == pairs.labels[marked]).sum())
+    n = int(marked.sum())
+    controls = int((~marked).sum())
+    disagree = int((pred[~marked] != pairs.victim[~marked]).sum())
+    if controls:
+        bound = (
+            1.0
+            if disagree == controls
+            else float(beta.ppf(1.0 - 2.0**CONTROL_SLACK_LOG2, disagree + 1, controls - disagree))
+        )
+    else:
+        bound = 1.0
+    chance = min(1.0, bound) / max(1, n_classes - 1)
+    log2_p = _log2_binom_sf(matches, n, chance)
+    if controls:
+        log2_p = math.log2(2.0**log2_p + 2.0**CONTROL_SLACK_LOG2)
+    return CloneVerdict(n, matches, controls, disagree, chance, log2_p)

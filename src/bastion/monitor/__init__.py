@@ -1,0 +1,1 @@
+"""Runtime detectors (extraction, stateful query, out-of-distribution), alerts and incidents."""

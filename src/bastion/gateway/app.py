@@ -23,6 +23,7 @@ from bastion.core.paths import data_dir
 from bastion.gateway.audit import AuditFinalizer, open_audit_log
 from bastion.gateway.chain import Chain, Context, Finalizer, Rejected, Stage
 from bastion.gateway.config import ServeConfig
+from bastion.gateway.defence_config import check_chain
 from bastion.gateway.deploy import Deployments
 from bastion.gateway.keystore import ROLES, KeyStore
 from bastion.gateway.metrics import Metrics
@@ -60,6 +61,7 @@ class Gateway:
             raise ConfigError(
                 f"unknown chain stage {unknown[0]!r}", fix=f"choose from: {', '.join(STAGES)}"
             )
+        check_chain(config.defences, config.chain.stages)
 
     def start(self) -> None:
         """Load the models and open the audit log (in the serving process)."""
@@ -449,6 +451,10 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
     )
     async def activate(model_name: str, request: Request) -> Response:
         return await run_admin("variant_activate", request, model_name)
+
+    from bastion.gateway.incidents import register_incident_routes
+
+    register_incident_routes(app, gw)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from bastion.core.config import Section, load_config
+from bastion.gateway.defence_config import DefencesConfig
 
 Role = Literal["client", "operator", "admin"]
 DEFAULT_STAGES = ["ip_limit", "authenticate", "key_limit", "validate", "route", "predict"]
@@ -121,6 +122,7 @@ class ServeConfig(Section):
     deploy: DeployConfig = DeployConfig()
     metrics: MetricsConfig = MetricsConfig()
     chain: ChainConfig = ChainConfig()
+    defences: DefencesConfig = DefencesConfig()
     models: list[ModelEntry] = Field(default_factory=list)
 
 

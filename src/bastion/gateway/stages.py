@@ -196,3 +196,8 @@ STAGES: dict[str, StageFactory] = {
     "route": Route,
     "predict": Predict,
 }
+
+# The serving-time defences register their stages here (enforce, defend_route, detect, ...).
+from bastion.gateway.defence_stages import DEFENCE_STAGES  # noqa: E402
+
+STAGES.update(DEFENCE_STAGES)

@@ -106,3 +106,16 @@ def open_store(url: str, max_entries: int = 100_000) -> StateStore:
     raise ConfigError(
         f"unsupported detector state store {url!r}", fix="use memory:// or redis://HOST:PORT"
     )
+
+
+def names_in(store: StateStore, prefix: str) -> list[str]:
+    """The entry names under `prefix` (memory and Redis stores)."""
+    if isinstance(store, MemoryStore):
+        return [n for n in store.entries if n.startswith(prefix)]
+    if isinstance(store, RedisStore):
+        cut = len(store.prefix)
+        return [
+            k.decode()[cut:]
+            for k in store.client.scan_iter(match=store.prefix + prefix + "*", count=500)
+        ]
+    return []

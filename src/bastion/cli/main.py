@@ -14,6 +14,7 @@ import typer
 from bastion import __version__
 from bastion.cli import (
     assess,
+    attack_sim,
     audit,
     demo,
     harden,
@@ -39,6 +40,7 @@ app = typer.Typer(
 
 for module in (
     assess,
+    attack_sim,
     audit,
     demo,
     harden,

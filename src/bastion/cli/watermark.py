@@ -145,3 +145,56 @@ def verify_command(
             f"watermark not found: p = {verdict.p_value:.3e} >= alpha {alpha:g}",
             fix="check the key and trigger count, or the model is not yours",
         )
+
+
+@watermark_app.command("verify-clone")
+def verify_clone_command(
+    model: str = typer.Argument(..., help="The suspected copy: builtin:NAME, a file or an URL."),
+    pairs: Path = typer.Option(..., "--pairs", help="The gateway's DAWN pairs file."),
+    served_as: str | None = typer.Option(
+        None, "--served-as", help="Only pairs recorded for this served model name."
+    ),
+    log2_alpha: float = typer.Option(-40.0, "--log2-alpha", help="Claim when p <= 2^this."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", envvar="BASTION_API_KEY", help="API key for a remote endpoint."
+    ),
+    fmt: str = typer.Option("text", "--format", help="text or json."),
+) -> None:
+    """Test a suspected clone against the DAWN pairs the gateway recorded; exit 0 when it is
+    proven to be extracted from our answers (p <= 2^LOG2_ALPHA), 1 when not."""
+    import json
+
+    from bastion.cli.common import out as console
+    from bastion.core.errors import SecurityError, UsageError
+    from bastion.core.loading import load_model
+    from bastion.defenses.dawn import read_pairs, verify_clone
+
+    if fmt not in ("text", "json"):
+        raise UsageError(f"unknown format {fmt!r}", fix="use text or json")
+    suspect = load_model(model, api_key=api_key)
+    verdict = verify_clone(suspect, read_pairs(pairs, suspect.input_shape, served_as))
+    proven = verdict.proven(log2_alpha)
+    if fmt == "json":
+        typer.echo(
+            json.dumps(
+                {
+                    "proven": proven,
+                    "pairs": verdict.pairs,
+                    "matches": verdict.matches,
+                    "controls": verdict.controls,
+                    "control_disagreements": verdict.disagreements,
+                    "chance": verdict.chance,
+                    "log2_p_value": verdict.log2_p_value,
+                }
+            )
+        )
+    else:
+        console.print(
+            f"watermark agreement {verdict.matches}/{verdict.pairs} "
+            f"(chance <= {verdict.chance:.3f}), p = 2^{verdict.log2_p_value:.1f}"
+        )
+    if not proven:
+        raise SecurityError(
+            f"not proven: p = 2^{verdict.log2_p_value:.1f} > 2^{log2_alpha:g}",
+            fix="record more traffic, or the model was not extracted from this gateway",
+        )

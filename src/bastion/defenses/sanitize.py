@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -95,6 +96,21 @@ def spectral_signatures(
     reps = features(model, data.x, layer)
     scores = np.zeros(len(data))
     flags = np.zeros(len(data), dtype=bool)
+    with single_threaded_blas():
+        _spectral_scores(reps, labels, multiplier * expected_rate, scores, flags)
+    return _result("spectral", data, scores, flags, expected_rate=expected_rate, layer=layer)
+
+
+def single_threaded_blas() -> Any:
+    """Small SVDs and k-means run fastest on one BLAS thread, and do not stall a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
+def _spectral_scores(
+    reps: np.ndarray, labels: np.ndarray, share: float, scores: np.ndarray, flags: np.ndarray
+) -> None:
     for c in np.unique(labels):
         rows = np.flatnonzero(labels == c)
         if len(rows) < 2:
@@ -103,9 +119,8 @@ def spectral_signatures(
         _, _, vt = np.linalg.svd(centred, full_matrices=False)
         raw = (centred @ vt[0]) ** 2
         scores[rows] = raw / max(float(np.median(raw)), 1e-12)
-        n_flag = min(len(rows), math.ceil(multiplier * expected_rate * len(rows)))
+        n_flag = min(len(rows), math.ceil(share * len(rows)))
         flags[rows[np.argsort(-raw, kind="stable")[:n_flag]]] = True
-    return _result("spectral", data, scores, flags, expected_rate=expected_rate, layer=layer)
 
 
 def activation_clustering(
@@ -125,44 +140,69 @@ def activation_clustering(
     members; if most of them land in another class, the cluster is poison. (Chen et al.
     retrain the model for this step; k-NN on the inputs is the cheap stand-in.)
     """
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import KNeighborsClassifier
-
     labels = _labels(data)
     reps = features(model, data.x, layer)
     flat = data.x.reshape(len(data), -1)
     scores = np.zeros(len(data))
     flags = np.zeros(len(data), dtype=bool)
     verdicts: dict[str, float] = {}
-    for c in np.unique(labels):
-        rows = np.flatnonzero(labels == c)
-        if len(rows) < 4:
-            continue
-        centred = reps[rows] - reps[rows].mean(axis=0)
-        dims = min(n_components, len(rows) - 1, centred.shape[1])
-        reduced = PCA(dims, random_state=seed).fit_transform(centred)
-        km = KMeans(2, n_init=10, random_state=seed).fit(reduced)
-        small = int(np.argmin(np.bincount(km.labels_, minlength=2)))
-        members = km.labels_ == small
-        if members.mean() > max_cluster_fraction or not members.any():
-            continue
-        dist = np.linalg.norm(reduced[:, None, :] - km.cluster_centers_[None], axis=2)
-        outside = np.ones(len(data), dtype=bool)
-        outside[rows[members]] = False
-        knn = KNeighborsClassifier(n_neighbors=min(n_neighbors, int(outside.sum())))
-        knn.fit(flat[outside], labels[outside])
-        agreement = float((knn.predict(flat[rows[members]]) == c).mean())
-        verdicts[str(int(c))] = agreement
-        foreign = 1.0 - agreement
-        scores[rows] = (
-            foreign
-            * (dist[:, 1 - small] - dist[:, small]).clip(min=0)
-            / (float(np.median(dist[:, 1 - small])) or 1.0)
-        )
-        if agreement < 0.5:
-            flags[rows[members]] = True
+    with single_threaded_blas():
+        for c in np.unique(labels):
+            rows = np.flatnonzero(labels == c)
+            agreement = _cluster_class(
+                reps[rows],
+                flat,
+                labels,
+                rows,
+                scores,
+                max_cluster_fraction,
+                n_components,
+                n_neighbors,
+                seed,
+            )
+            if agreement is None:
+                continue
+            verdicts[str(int(c))] = agreement[0]
+            if agreement[0] < 0.5:
+                flags[agreement[1]] = True
     return _result("activation", data, scores, flags, cluster_agreement=verdicts, layer=layer)
+
+
+def _cluster_class(
+    reps: np.ndarray,
+    flat: np.ndarray,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    scores: np.ndarray,
+    max_cluster_fraction: float,
+    n_components: int,
+    n_neighbors: int,
+    seed: int,
+) -> tuple[float, np.ndarray] | None:
+    """Split one class; return (agreement of its small cluster with the class, its rows)."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsClassifier
+
+    if len(rows) < 4:
+        return None
+    centred = reps - reps.mean(axis=0)
+    dims = min(n_components, len(rows) - 1, centred.shape[1])
+    reduced = PCA(dims, random_state=seed).fit_transform(centred)
+    km = KMeans(2, n_init=10, random_state=seed).fit(reduced)
+    small = int(np.argmin(np.bincount(km.labels_, minlength=2)))
+    members = km.labels_ == small
+    if members.mean() > max_cluster_fraction or not members.any():
+        return None
+    dist = np.linalg.norm(reduced[:, None, :] - km.cluster_centers_[None], axis=2)
+    outside = np.ones(len(flat), dtype=bool)
+    outside[rows[members]] = False
+    knn = KNeighborsClassifier(n_neighbors=min(n_neighbors, int(outside.sum())))
+    knn.fit(flat[outside], labels[outside])
+    agreement = float((knn.predict(flat[rows[members]]) == labels[rows[0]]).mean())
+    scale = float(np.median(dist[:, 1 - small])) or 1.0
+    scores[rows] = (1.0 - agreement) * (dist[:, 1 - small] - dist[:, small]).clip(min=0) / scale
+    return agreement, rows[members]
 
 
 def knn_label_consistency(

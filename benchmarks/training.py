@@ -20,6 +20,12 @@ Writes benchmarks/results/training.json. Run: `.venv/bin/python benchmarks/train
 
 from __future__ import annotations
 
+import os
+
+# One thread for every tool (torch and BLAS): two cores, other jobs running.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import json
 import platform
@@ -222,9 +228,8 @@ def main() -> None:
     torch.set_num_threads(1)
     train, test = entry("digits-cnn").load_data()
     sections = args.only or ["poisoning", "watermark", "dp"]
-    results: dict[str, Any] = (
-        json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
-    )
+    out: Path = args.out
+    results: dict[str, Any] = json.loads(out.read_text()) if out.exists() and args.only else {}
     results["machine"] = {
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -45,7 +45,7 @@ class ExtractionCheck:
                 findings.append(self._equation_solving(solved))
             except UsageError as exc:  # label-only or saturated outputs: nothing to solve
                 findings.append(self._not_solvable(exc.message))
-        queries = budget.pick(300, 600, 2000)
+        queries = budget.pick(300, 500, 2000)
         settings = CloneSettings(max_steps=budget.pick(60, 120, 300))
         rounds = budget.pick(2, 3, 4)
         results = []

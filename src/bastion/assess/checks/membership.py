@@ -61,7 +61,7 @@ class MembershipCheck:
                 "were skipped"
             )
         else:
-            n_shadow = budget.pick(4, 6, 16)
+            n_shadow = budget.pick(4, 4, 16)
             pool = membership_targets(members, data.test)
             is_member = np.arange(len(pool)) < len(members)
             keep_fraction = float(np.clip(len(members) / len(pool), 0.25, 0.5))

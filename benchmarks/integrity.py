@@ -15,7 +15,8 @@ alike:
   same operations in-process.
 
 Writes `benchmarks/results/integrity.json`. Run: `.venv/bin/python benchmarks/integrity.py`
-(`--quick`: a quarter-size model, one round, nothing written). Everything generated is deleted afterwards.
+(`--quick`: a quarter-size model, one round, nothing written). Everything generated is
+deleted afterwards.
 """
 
 from __future__ import annotations
@@ -122,9 +123,12 @@ def bastion_hash(model: Path, hash_type: str) -> None:
     manifest.build(model, manifest.new_serialization(hash_type))
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any], cpu: list[float] | None = None) -> float:
+    """Wall seconds of `fn()`; appends the process CPU seconds (all threads) to `cpu`."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn()
+    if cpu is not None:
+        cpu.append(time.process_time() - start_cpu)
     return time.perf_counter() - start
 
 
@@ -326,7 +330,7 @@ def bench_encryption(root: Path, big: Path, rounds: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a quarter-size model, one round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
     parser.add_argument("--tmp", default=shm, help="where to generate files (default: /dev/shm)")
     opts = parser.parse_args()
@@ -348,12 +352,21 @@ def main() -> None:
             for k in ("hashlib_parallel", "bastion_sha256", "blake3_package", "bastion_blake3")
         }
         cli: dict[str, list[dict[str, float]]] = {k: [] for k in commands}
+        hashing_cpu: dict[str, list[float]] = {k: [] for k in hashing}
         for round_no in range(rounds):
             print(f"round {round_no + 1}/{rounds}", flush=True)
-            hashing["hashlib_parallel"].append(timed(lambda: hashlib_parallel(paths)))
-            hashing["bastion_sha256"].append(timed(lambda: bastion_hash(model, "sha256")))
-            hashing["blake3_package"].append(timed(lambda: blake3_reference(paths)))
-            hashing["bastion_blake3"].append(timed(lambda: bastion_hash(model, "blake3")))
+            hashing["hashlib_parallel"].append(
+                timed(lambda: hashlib_parallel(paths), hashing_cpu["hashlib_parallel"])
+            )
+            hashing["bastion_sha256"].append(
+                timed(lambda: bastion_hash(model, "sha256"), hashing_cpu["bastion_sha256"])
+            )
+            hashing["blake3_package"].append(
+                timed(lambda: blake3_reference(paths), hashing_cpu["blake3_package"])
+            )
+            hashing["bastion_blake3"].append(
+                timed(lambda: bastion_hash(model, "blake3"), hashing_cpu["bastion_blake3"])
+            )
             for name, args in commands.items():
                 cli[name].append(run_cli(args))
 
@@ -372,6 +385,10 @@ def main() -> None:
 
         best = {k: min(v) for k, v in hashing.items()}
         best.update({k: min(r["wall"] for r in v) for k, v in cli.items()})
+        cpu = {k: statistics.median(v) for k, v in hashing_cpu.items()}
+        cpu.update({k: statistics.median(r["cpu"] for r in v) for k, v in cli.items()})
+        med = {k: statistics.median(v) for k, v in hashing.items()}
+        med.update({k: statistics.median(r["wall"] for r in v) for k, v in cli.items()})
         result: dict[str, Any] = {
             "machine": {
                 "cores": _cores(),
@@ -385,7 +402,10 @@ def main() -> None:
                 "shards_mib": [int(s * scale) for s in SHARD_MB],
             },
             "rounds": rounds,
-            "hashing": {k: summary(v, nbytes) for k, v in hashing.items()},
+            "hashing": {
+                k: {**summary(v, nbytes), "cpu_s": [round(c, 3) for c in hashing_cpu[k]]}
+                for k, v in hashing.items()
+            },
             "cli": {
                 k: {**summary([r["wall"] for r in v]), "cpu_s": [round(r["cpu"], 3) for r in v]}
                 for k, v in cli.items()
@@ -408,6 +428,26 @@ def main() -> None:
                     best["model_signing_sign_tiny_model"] / best["bastion_sign_tiny_model"], 3
                 ),
                 "verify_over_sign": round(best["bastion_verify"] / best["bastion_sign"], 3),
+            },
+            "cpu_time_ratios": {
+                "sha256_vs_hashlib_parallel": round(
+                    cpu["hashlib_parallel"] / cpu["bastion_sha256"], 3
+                ),
+                "blake3_vs_blake3_package": round(cpu["blake3_package"] / cpu["bastion_blake3"], 3),
+                "sign_model_signing_over_bastion": round(
+                    cpu["model_signing_sign_key"] / cpu["bastion_sign"], 3
+                ),
+                "verify_over_sign": round(cpu["bastion_verify"] / cpu["bastion_sign"], 3),
+            },
+            "median_ratios": {
+                "sha256_vs_hashlib_parallel": round(
+                    med["hashlib_parallel"] / med["bastion_sha256"], 3
+                ),
+                "blake3_vs_blake3_package": round(med["blake3_package"] / med["bastion_blake3"], 3),
+                "sign_speedup_vs_model_signing": round(
+                    med["model_signing_sign_key"] / med["bastion_sign"], 3
+                ),
+                "verify_over_sign": round(med["bastion_verify"] / med["bastion_sign"], 3),
             },
         }
         ratios = result["ratios"]
@@ -435,7 +475,11 @@ def main() -> None:
             RESULTS.write_text(json.dumps(result, indent=2) + "\n")
         print(
             json.dumps(
-                {k: result[k] for k in ("machine", "ratios", "targets", "encryption")}, indent=2
+                {
+                    k: result[k]
+                    for k in ("machine", "ratios", "cpu_time_ratios", "median_ratios", "targets")
+                },
+                indent=2,
             )
         )
     finally:

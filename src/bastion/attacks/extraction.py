@@ -236,20 +236,20 @@ class _Run:
             self.train()
 
     def jacobian(self, rounds: int) -> None:
-        """Papernot et al.: seed set, then repeatedly step every point along the sign of the
-        clone's gradient for the victim's label and query the new points (the step sign
-        alternates per round)."""
+        """Papernot et al.: a seed set sized so `rounds` doublings fit the budget, then repeatedly
+        step every point along the sign of the clone's gradient for the victim's label and query
+        the new points (the step sign alternates per round) until the budget is spent."""
         import torch
 
         lo, hi = self.bounds
         step = 0.1 * (hi - lo)
         n_seed = max(1, min(len(self.x_att), self.budget // (2 ** (rounds - 1))))
         current = self.x_att[self.rng.permutation(len(self.x_att))[:n_seed]]
-        labels = self.ask(current).argmax(axis=1)
+        self.ask(current)
         self.train()
-        for r in range(1, rounds):
-            if not self.oracle.remaining:
-                break
+        r = 0
+        while self.oracle.remaining:  # double the set each round until the budget is spent
+            r += 1
             x_all, y_all = np.concatenate(self.xs), np.concatenate(self.ys).argmax(axis=1)
             pick = self.rng.permutation(len(x_all))[: self.oracle.remaining]
             xt = torch.as_tensor(x_all[pick]).requires_grad_(True)
@@ -259,9 +259,8 @@ class _Run:
             current = np.clip(x_all[pick] + sign * step * np.sign(grad.numpy()), lo, hi).astype(
                 np.float32
             )
-            labels = self.ask(current).argmax(axis=1)
+            self.ask(current)
             self.train()
-        del labels
 
     def knockoff(self, rounds: int) -> None:
         """Knockoff-style adaptive sampling: a gradient bandit over clusters of the natural pool,

@@ -42,6 +42,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "stages": DETECT_STAGES,
         "defences": {"incidents": {"rules": [{"actions": ["notify"]}]}},
     },
+    "watermark-only": {
+        "stages": ["authenticate", "validate", "route", "predict", "watermark"],
+        "defences": {"watermark": {"enabled": True, "fraction": 0.0045}},
+    },
     "recommended": {
         "stages": DETECT_STAGES,
         "defences": {
@@ -66,6 +70,9 @@ class SimSettings:
     strategies: tuple[str, ...] = STRATEGIES
     evasion: tuple[str, ...] = EVASION
     evasion_queries: int = 200
+    attackers: int = 1  # attackers per strategy (distinct seeds), for medians
+    dawn_budget: int = 0  # > 0: a DAWN attacker under configurations that watermark
+    dawn_independent: int = 10  # independently trained models tested against the pairs
     seed: int = 0
 
 
@@ -78,7 +85,7 @@ class ConfigResult:
     benign_accuracy: float = 0.0
     extraction: dict[str, dict[str, Any]] = field(default_factory=dict)
     evasion: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pairs_file: str | None = None
+    dawn: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -203,13 +210,20 @@ def _run_config(
     progress(f"{name}: benign accuracy {out.benign_accuracy:.3f}, {out.benign_flagged} flagged")
     attacker_x = train.x[rng.permutation(len(train.x))[:100]]
     for strategy in s.strategies:
-        out.extraction[strategy] = _extract(gw, url, model, attacker_x, test, strategy, s)
+        runs = [
+            _extract(gw, url, model, attacker_x, test, strategy, s, s.seed + a, a)
+            for a in range(s.attackers)
+        ]
+        out.extraction[strategy] = _summarise(runs)
         progress(f"{name}: {strategy} {out.extraction[strategy]}")
     for attack in s.evasion:
         out.evasion[attack] = _evade(gw, url, model, train, test, attack, s)
         progress(f"{name}: {attack} {out.evasion[attack]}")
-    if "watermark" in CONFIGS[name]["stages"] and CONFIGS[name]["defences"].get("watermark"):
-        out.pairs_file = str(_defences(gw).pairs_file)
+    stages = CONFIGS[name]["stages"]
+    if s.dawn_budget and "watermark" in stages and "detect" not in stages:
+        # the watermark alone: the proof must not lean on decoys or detection
+        out.dawn = _dawn(gw, url, model, train, attacker_x, s, progress)
+        progress(f"{name}: DAWN {out.dawn}")
     out.seconds = round(time.perf_counter() - started, 1)
     return out
 
@@ -231,6 +245,21 @@ def _flagged_at(gw: LocalGateway, key_id: str) -> int | None:
     return found.queries if found is not None else None
 
 
+def _summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One attacker's figures, or the median (and each run) of several."""
+    if len(runs) == 1:
+        return runs[0]
+    flags = [r["flagged_at"] for r in runs]
+    caught = sorted(f for f in flags if f is not None)
+    return {
+        "flagged_at": float(np.median(caught)) if len(caught) == len(flags) else None,
+        "flagged": f"{len(caught)}/{len(flags)}",
+        "fidelity": float(np.median([r["fidelity"] for r in runs])),
+        "queries": int(np.median([r["queries"] for r in runs])),
+        "runs": runs,
+    }
+
+
 def _extract(
     gw: LocalGateway,
     url: str,
@@ -239,13 +268,15 @@ def _extract(
     test: Any,
     strategy: str,
     s: SimSettings,
+    seed: int = 0,
+    index: int = 0,
 ) -> dict[str, Any]:
     from bastion.attacks.clone import one_torch_thread
     from bastion.attacks.extraction import extract, fidelity
     from bastion.core.adapters.http import HttpModel
     from bastion.core.dataset import Dataset
 
-    raw, key_id = gw.key(f"attacker-{strategy}:0")
+    raw, key_id = gw.key(f"attacker-{strategy}-{index}:0")
     remote = HttpModel(url, raw, batch_size=64)
     with one_torch_thread():
         result = extract(
@@ -254,7 +285,7 @@ def _extract(
             Dataset(attacker_x[:1], None),
             strategy=strategy,
             budget=s.budget,
-            seed=s.seed,
+            seed=seed,
         )
     return {
         "flagged_at": _flagged_at(gw, key_id),
@@ -300,3 +331,55 @@ def _evade(
         )
     success = float((predict_labels(model, result.x_adv) != y).mean())
     return {"flagged_at": _flagged_at(gw, key_id), "queries": remote.queries, "success": success}
+
+
+def _dawn(
+    gw: LocalGateway,
+    url: str,
+    model: Any,
+    train: Any,
+    attacker_x: np.ndarray,
+    s: SimSettings,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Extract a well-trained clone with `dawn_budget` queries, then test it and independently
+    trained models against the recorded pairs."""
+    from bastion.attacks.clone import CloneSettings, one_torch_thread
+    from bastion.attacks.extraction import extract
+    from bastion.core.adapters.http import HttpModel
+    from bastion.core.dataset import Dataset
+    from bastion.defenses.dawn import read_pairs, verify_clone
+    from bastion.zoo import entry
+
+    raw, _ = gw.key("attacker-dawn:0")
+    remote = HttpModel(url, raw, batch_size=128)
+    with one_torch_thread():
+        clone = extract(
+            remote,
+            attacker_x,
+            Dataset(attacker_x[:1], None),
+            strategy="random",
+            budget=s.dawn_budget,
+            seed=s.seed,
+            rounds=2,
+            settings=CloneSettings(epochs=200, max_steps=3000),
+        ).clone
+    pairs = read_pairs(_defences(gw).pairs_file, model.input_shape, s.model)
+    verdict = verify_clone(clone, pairs)
+    others = []
+    for seed in range(1, s.dawn_independent + 1):
+        with one_torch_thread():
+            other = entry(s.model).train(train, seed)
+        v = verify_clone(other, pairs)
+        others.append({"seed": seed, "matches": v.matches, "log2_p_value": v.log2_p_value})
+        progress(f"DAWN independent model {seed}: {v.matches}/{v.pairs}")
+    return {
+        "queries": remote.queries,
+        "pairs": verdict.pairs,
+        "controls": verdict.controls,
+        "clone_matches": verdict.matches,
+        "clone_log2_p_value": verdict.log2_p_value,
+        "clone_proven": verdict.proven(),
+        "independent": others,
+        "independent_proven": sum(1 for o in others if o["log2_p_value"] <= -40.0),
+    }

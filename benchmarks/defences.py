@@ -110,7 +110,6 @@ def run_sim(models: list[str], quick: bool) -> None:
 
 def run_throughput(quick: bool) -> None:
     import gateway as gwb  # benchmarks/gateway.py: the bare endpoint and the wrk harness
-
     from bastion.core.paths import cache_dir
     from bastion.gateway.defence_stages import RECOMMENDED_STAGES
 

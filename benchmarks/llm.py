@@ -234,6 +234,9 @@ def main() -> int:
         "dev_rows": len(dev),
         "obfuscation_rows": len(attacks),
         "cpu": "process pinned to one core; onnxruntime intra-op threads = 1",
+        "machine_note": "2 shared cores with other jobs running: wall times include waiting for "
+        "the CPU; cpu_* figures are this thread's CPU time per prompt",
+        "head": full.head.meta,
         "quality": quality,
         "obfuscation_caught_rate": obfuscation,
         "latency": latency,

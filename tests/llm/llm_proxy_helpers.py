@@ -129,6 +129,8 @@ def guarded_gateway(state_dir: Path, upstream: str, **settings: Any) -> Served:
         {
             "limits": {"per_key": ["10000/second"], "per_ip": ["10000/second"]},
             "auth": {"key_cache_seconds": 0, "mfa_roles": []},
+            # no model is served here, so no model defence (decoy routing) either
+            "defences": {"routing": {"decoy": None}},
         }
     )
     app = create_app(config, state_dir)

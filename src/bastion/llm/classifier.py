@@ -61,28 +61,52 @@ class Instance:
     last_token: int
 
 
-HASH_FEATURES = 2**17
-FORMAT = "bastion-llm-head/2"
+HASH_BLOCK = 2**17  # columns per hashed block: word 1-2-grams, then character 2-4-grams
+HASH_FEATURES = 2 * HASH_BLOCK
+FORMAT = "bastion-llm-head/3"
 
 
 def hashed_counts(texts: list[str]) -> Any:
-    """Word uni- and bigram counts hashed into `HASH_FEATURES` columns (scipy CSR)."""
+    """Hashed counts (scipy CSR): word uni-/bigrams, then character 2-4-grams within words.
+
+    Character n-grams carry the signal in scripts and spellings the word block and the
+    English MiniLM model do not know (the data holds machine-translated attacks).
+    """
+    import scipy.sparse as sp
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    vectorizer = HashingVectorizer(
-        n_features=HASH_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm=None
+    words = HashingVectorizer(
+        n_features=HASH_BLOCK, ngram_range=(1, 2), alternate_sign=False, norm=None
     )
-    return vectorizer.transform(texts)
+    chars = HashingVectorizer(
+        n_features=HASH_BLOCK,
+        ngram_range=(2, 4),
+        analyzer="char_wb",
+        alternate_sign=False,
+        norm=None,
+    )
+    return sp.hstack([words.transform(texts), chars.transform(texts)]).tocsr()
 
 
-def tfidf(counts: Any, idf: np.ndarray) -> Any:
-    """Sublinear TF times IDF, L2-normalised per row (as scikit-learn's TfidfTransformer)."""
+def _tfidf_block(counts: Any, idf: np.ndarray) -> Any:
     weighted = counts.astype(np.float32).tocsr()
     weighted.data = (1.0 + np.log(weighted.data)) * idf[weighted.indices]
     norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
     scale = 1.0 / np.maximum(norms, 1e-12)
     weighted.data *= np.repeat(scale, np.diff(weighted.indptr))
     return weighted
+
+
+def tfidf(counts: Any, idf: np.ndarray) -> Any:
+    """Per block: sublinear TF times IDF, L2-normalised per row (as TfidfTransformer)."""
+    import scipy.sparse as sp
+
+    counts = counts.tocsc()
+    blocks = [
+        _tfidf_block(counts[:, k : k + HASH_BLOCK], idf[k : k + HASH_BLOCK])
+        for k in range(0, HASH_FEATURES, HASH_BLOCK)
+    ]
+    return sp.hstack(blocks).tocsr()
 
 
 @dataclass(frozen=True)
@@ -111,8 +135,9 @@ class Head:
             "dense": self.dense.astype(np.float32),
             "bias_threshold": np.array([self.bias, self.threshold], dtype=np.float64),
         }
-        meta = {"format": FORMAT, "dense_features": json.dumps(list(DENSE_FEATURES))}
-        return bytes(save(tensors, metadata={**meta, "meta": json.dumps(self.meta)}))
+        # one metadata key, sorted: the same head gives the same bytes
+        body = {"format": FORMAT, "dense_features": list(DENSE_FEATURES), "meta": self.meta}
+        return bytes(save(tensors, metadata={"bastion": json.dumps(body, sort_keys=True)}))
 
 
 def load_head(path: str | Path | None = None) -> Head:
@@ -126,7 +151,7 @@ def load_head(path: str | Path | None = None) -> Head:
         else:
             raw = Path(path).read_bytes()
         tensors = load(raw)
-        meta = _metadata(raw)
+        meta = json.loads(_metadata(raw).get("bastion", "{}"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"expected format {FORMAT}")
         head = Head(
@@ -135,7 +160,7 @@ def load_head(path: str | Path | None = None) -> Head:
             dense=tensors["dense"],
             bias=float(tensors["bias_threshold"][0]),
             threshold=float(tensors["bias_threshold"][1]),
-            meta=json.loads(meta.get("meta", "{}")),
+            meta=dict(meta.get("meta", {})),
         )
         if head.lexical.shape != (HASH_FEATURES,) or head.idf.shape != (HASH_FEATURES,):
             raise ValueError(f"expected {HASH_FEATURES} lexical weights")
@@ -246,8 +271,21 @@ class Featurizer:
     def features(
         self, norm: Normalized, hits_by_view: dict[str, list[rules.RuleHit]]
     ) -> tuple[Any, np.ndarray, int]:
-        """(hashed counts, mean dense row, number of windows embedded) for one input."""
+        """Hashed counts and mean dense rows for each reading, and the windows embedded.
+
+        Row 0 reads everything (the text and its decoded views); row 1, when there are
+        views, reads the decoded views alone, so an encoding's gibberish cannot dilute
+        what it hid. The input's score is the higher of the two.
+        """
         rows, where = self.instances(norm, hits_by_view)
-        dense = rows.mean(axis=0) if len(where) else np.zeros(len(DENSE_FEATURES), np.float32)
-        lexical = hashed_counts(["\n".join(text for _, text in norm.all_texts())])
-        return lexical, dense.astype(np.float32), len(where)
+        texts = norm.all_texts()
+        readings = [(texts, np.ones(len(where), dtype=bool))]
+        decoded = np.array([w.view != "text" for w in where], dtype=bool)
+        if len(texts) > 1 and decoded.any():
+            readings.append((texts[1:], decoded))
+        lexical = hashed_counts(["\n".join(text for _, text in chosen) for chosen, _ in readings])
+        dense = np.zeros((len(readings), len(DENSE_FEATURES)), dtype=np.float32)
+        for i, (_, mask) in enumerate(readings):
+            if mask.any():
+                dense[i] = rows[mask].mean(axis=0)
+        return lexical, dense, len(where)

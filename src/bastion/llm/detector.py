@@ -43,8 +43,19 @@ class Analysis:
 
 
 def rule_hits(norm: Normalized) -> dict[str, list[rules.RuleHit]]:
-    """Rule hits for the canonical text and every decoded view."""
-    return {view: rules.match(text, view) for view, text in norm.all_texts()}
+    """Rule hits for the canonical text and every decoded view.
+
+    Text smuggled in Unicode tag characters is a hit by itself: nothing legitimate hides
+    readable words there (emoji flags, the one real use, are excluded by the normaliser).
+    """
+    hits = {view: rules.match(text, view) for view, text in norm.all_texts()}
+    for view in norm.views:
+        if view.method == "unicode-tags" and sum(ch.isalpha() for ch in view.text) >= 8:
+            smuggled = rules.RuleHit(
+                "tag-smuggling", "injection", 0.97, view.start, view.end, view.method
+            )
+            hits[view.method] = [*hits.get(view.method, []), smuggled]
+    return hits
 
 
 class Detector:
@@ -92,7 +103,7 @@ class Detector:
         lexical, dense, windows = self.featurizer().features(norm, by_view)
         if not windows:
             return Analysis(norm, hits, score, 0.0, 0)
-        model_score = float(self.head.score(lexical, dense[None, :])[0])
+        model_score = float(self.head.score(lexical, dense).max())
         return Analysis(norm, hits, score, model_score, windows)
 
 

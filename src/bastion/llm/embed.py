@@ -132,6 +132,7 @@ def _quantized(graph: bytes) -> bytes:
 
     The head is trained on these quantized embeddings, so train and serve see the same vectors.
     """
+    import logging
     import tempfile
 
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -139,9 +140,13 @@ def _quantized(graph: bytes) -> bytes:
     with tempfile.TemporaryDirectory(prefix="bastion-minilm-") as tmp:
         source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         source.write_bytes(graph)
-        quantize_dynamic(
-            source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-        )
+        logging.disable(logging.WARNING)  # the quantizer's advice to pre-process the graph
+        try:
+            quantize_dynamic(
+                source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+            )
+        finally:
+            logging.disable(logging.NOTSET)
         return target.read_bytes()
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from bastion.core.fs import write_bytes_atomic
-from bastion.llm.classifier import HASH_FEATURES, Featurizer, Head
+from bastion.llm.classifier import HASH_BLOCK, HASH_FEATURES, Featurizer, Head
 from bastion.llm.detector import STRONG_RULES, rule_hits
 from bastion.llm.normalize import normalize
 from bastion.llm.rules import rule_score
@@ -35,23 +35,24 @@ def load_rows(path: Path) -> list[dict[str, Any]]:
 
 def featurize(
     rows: list[dict[str, Any]], featurizer: Featurizer
-) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Hashed counts (CSR), dense rows and rule scores, one row per data row."""
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """Per reading: hashed counts (CSR) and dense row; per row: rule score; reading -> row."""
     import scipy.sparse as sp
 
-    lexical, dense = [], []
+    lexical, dense, owner = [], [], []
     strong = np.zeros(len(rows), dtype=np.float32)
     started = time.time()
     for i, row in enumerate(rows):
         norm = normalize(str(row["text"]))
         by_view = rule_hits(norm)
-        counts, vector, _ = featurizer.features(norm, by_view)
+        counts, vectors, _ = featurizer.features(norm, by_view)
         lexical.append(counts)
-        dense.append(vector)
+        dense.append(vectors)
+        owner.extend([i] * len(vectors))
         strong[i] = rule_score([h for hits in by_view.values() for h in hits])
         if i % 500 == 0:
             print(f"  {i}/{len(rows)} rows ({time.time() - started:.0f}s)", file=sys.stderr)
-    return sp.vstack(lexical).tocsr(), np.vstack(dense), strong
+    return sp.vstack(lexical).tocsr(), np.vstack(dense), strong, np.array(owner)
 
 
 def fit_head(lexical: Any, dense: np.ndarray, labels: np.ndarray, c: float, seed: int) -> Head:
@@ -62,7 +63,13 @@ def fit_head(lexical: Any, dense: np.ndarray, labels: np.ndarray, c: float, seed
 
     from bastion.llm.classifier import tfidf
 
-    idf = TfidfTransformer(sublinear_tf=True).fit(lexical).idf_.astype(np.float32)
+    lexical = lexical.tocsc()
+    idf = np.concatenate(
+        [
+            TfidfTransformer(sublinear_tf=True).fit(lexical[:, k : k + HASH_BLOCK]).idf_
+            for k in range(0, HASH_FEATURES, HASH_BLOCK)
+        ]
+    ).astype(np.float32)
     x = sp.hstack([tfidf(lexical, idf), sp.csr_matrix(dense)]).tocsr()
     model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced", random_state=seed)
     model.fit(x, labels)
@@ -73,10 +80,11 @@ def fit_head(lexical: Any, dense: np.ndarray, labels: np.ndarray, c: float, seed
 
 
 def detector_scores(
-    head: Head, lexical: Any, dense: np.ndarray, rules_only: np.ndarray
+    head: Head, lexical: Any, dense: np.ndarray, rules_only: np.ndarray, owner: np.ndarray
 ) -> np.ndarray:
-    """What `Detector.analyse(...).score` gives for each row."""
-    model = head.score(lexical, dense)
+    """What `Detector.analyse(...).score` gives for each row (max over its readings)."""
+    model = np.zeros(len(rules_only))
+    np.maximum.at(model, owner, head.score(lexical, dense))
     return np.maximum(model, np.where(rules_only >= STRONG_RULES, rules_only, 0.0))
 
 
@@ -123,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     y_train = np.array([int(r["label"]) for r in train])
     y_dev = np.array([int(r["label"]) for r in dev])
     print(f"featurizing {len(train)} train rows", file=sys.stderr)
-    train_lex, train_dense, _ = featurize(train, featurizer)
+    train_lex, train_dense, _, train_owner = featurize(train, featurizer)
     print(f"featurizing {len(dev)} dev rows", file=sys.stderr)
-    dev_lex, dev_dense, dev_rules = featurize(dev, featurizer)
-    draft = fit_head(train_lex, train_dense, y_train, args.c, args.seed)
-    dev_scores = detector_scores(draft, dev_lex, dev_dense, dev_rules)
+    dev_lex, dev_dense, dev_rules, dev_owner = featurize(dev, featurizer)
+    # every reading is a sample: the decoded-views-only reading learns what encodings hide
+    draft = fit_head(train_lex, train_dense, y_train[train_owner], args.c, args.seed)
+    dev_scores = detector_scores(draft, dev_lex, dev_dense, dev_rules, dev_owner)
     threshold = tune_threshold(dev_scores, y_dev, args.target_fpr)
     meta = {
         "trained_on": {"train.jsonl": _sha256(train_path), "dev.jsonl": _sha256(dev_path)},

@@ -97,9 +97,10 @@ def train_dp(
         data, batch_size=min(batch_size, len(data)), generator=torch.Generator().manual_seed(seed)
     )
     optimizer = torch.optim.Adam(module.parameters(), lr=lr)
-    engine = PrivacyEngine(accountant="rdp")
     with warnings.catch_warnings():
+        # Opacus warns that its secure RNG is off; seeded, reproducible noise is the point here.
         warnings.simplefilter("ignore")
+        engine = PrivacyEngine(accountant="rdp")
         private, optimizer, loader = engine.make_private_with_epsilon(
             module=module,
             optimizer=optimizer,

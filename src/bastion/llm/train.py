@@ -89,11 +89,15 @@ def detector_scores(
 
 
 def tune_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:
-    """The lowest threshold whose false-positive rate is at most `target_fpr`."""
+    """The lowest threshold whose false-positive rate is at most `target_fpr`.
+
+    It sits 1e-6 above the highest allowed negative: scoring one row alone and in a batch
+    can differ in the last float bits, and that must not flip the negative at the boundary.
+    """
     negatives = np.sort(scores[labels == 0])[::-1]
     allowed = int(np.floor(target_fpr * len(negatives)))
     above = float(negatives[allowed]) if allowed < len(negatives) else 0.0
-    return float(min(0.999, max(0.5, np.nextafter(above, 1.0))))
+    return float(min(0.999, max(0.5, above + 1e-6)))
 
 
 def rates(scores: np.ndarray, labels: np.ndarray, threshold: float) -> dict[str, float]:

@@ -96,8 +96,8 @@ def required_stages(config: DefencesConfig, stages: list[str]) -> dict[str, str]
             need["enforce"] = "incident actions throttle/label-only/revoke are configured"
         if "decoy" in actions:
             need["defend_route"] = "the incident action 'decoy' is configured"
-    if config.routing.pool or config.routing.decoy:
-        need["defend_route"] = "[defences.routing] sets a pool or a decoy"
+    if config.routing.pool:
+        need["defend_route"] = "[defences.routing] sets a moving-target pool"
     if "decoy" in actions and not config.routing.decoy and "detect" in stages:
         need["_decoy"] = "the incident action 'decoy' needs [defences.routing] decoy"
     if config.output.defence != "none" or "label-only" in actions:

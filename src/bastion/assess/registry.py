@@ -12,6 +12,7 @@ CHECK_MODULES = [
     "bastion.assess.checks.evasion",
     "bastion.assess.checks.poisoning",
     "bastion.assess.checks.extraction",
+    "bastion.assess.checks.extraction_defence",
     "bastion.assess.checks.membership",
     "bastion.assess.checks.inversion",
 ]

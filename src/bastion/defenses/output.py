@@ -55,6 +55,9 @@ def keep_top1(original: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero(top != now)
     a, b = out[rows, top[rows]].copy(), out[rows, now[rows]].copy()
     out[rows, top[rows]], out[rows, now[rows]] = b, a
+    every = np.arange(len(out))
+    tied = (out >= out[every, top][:, None]).sum(axis=1) > 1  # e.g. all entries clipped
+    out[every[tied], top[tied]] += 1e-6
     return out / out.sum(axis=1, keepdims=True)
 
 

@@ -80,7 +80,7 @@ def test_verify_clone_proves_a_copy_and_not_an_independent_model(tmp_path: Path)
 def test_pairs_file_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"model": "m", "kind": "watermark", "label": 1, "victim": 0, "x": [1, 2]}\n')
-    with pytest.raises(InputError, match="pairs.jsonl:1"):
+    with pytest.raises(InputError, match=r"pairs\.jsonl:1"):
         read_pairs(path, (4,))
     with pytest.raises(InputError):
         read_pairs(tmp_path / "missing.jsonl", (4,))

@@ -193,7 +193,7 @@ def test_configurations_that_would_skip_a_defence_are_refused(
 
 def test_oversized_or_corrupt_detector_state_does_not_break_requests(serve: Any) -> None:
     gw = serve(chain={"stages": STAGES})
-    raw, info = gw.gateway.keys.create("bob:1", "client", "default")
+    raw, _ = gw.gateway.keys.create("bob:1", "client", "default")
     client = gw.client(raw)
     status, _, _ = ask(client, random_x(2, 0))
     assert status == 200

@@ -69,7 +69,7 @@ def test_coverage_aggregates_the_keys_of_one_group(setup: tuple) -> None:
 
 
 def test_corrupted_or_foreign_state_is_replaced_not_fatal(setup: tuple) -> None:
-    model, _, test, monitor = setup
+    _, _, test, monitor = setup
     store = MemoryStore()
     for det in monitor.detectors:
         store.save(f"m:{det.name}:k", {"flag": np.array([np.nan]), "junk": np.zeros(3)})

@@ -1,0 +1,64 @@
+"""`bastion attack-sim` end to end: a live gateway on 127.0.0.1, benign clients and attackers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bastion.cli.main import main
+
+
+def test_attack_sim_flags_attackers_not_benign_clients(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+    out = tmp_path / "sim.json"
+    with pytest.raises(SystemExit) as done:
+        main(
+            [
+                "attack-sim",
+                "--model",
+                "cancer-logreg",
+                "--configs",
+                "detect-only,recommended",
+                "--benign",
+                "4",
+                "--benign-queries",
+                "40",
+                "--budget",
+                "200",
+                "--strategies",
+                "random,natural",
+                "--evasion",
+                "hopskipjump",
+                "--out",
+                str(out),
+            ]
+        )
+    assert done.value.code in (0, None)
+    report = json.loads(out.read_text())
+    by = {c["config"]: c for c in report["configs"]}
+    detect = by["detect-only"]
+    assert detect["benign_flagged"] == 0
+    for strategy in ("random", "natural"):
+        flagged = detect["extraction"][strategy]["flagged_at"]
+        assert flagged is not None and flagged <= 200
+    assert detect["evasion"]["hopskipjump"]["flagged_at"] is not None
+    rec = by["recommended"]
+    assert rec["benign_accuracy"] >= detect["benign_accuracy"] - 0.01
+    # once flagged, the attacker trains on the decoy: its clone disagrees with the model
+    assert (
+        rec["extraction"]["random"]["fidelity"] < detect["extraction"]["random"]["fidelity"] - 0.3
+    )
+
+
+def test_attack_sim_rejects_unknown_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BASTION_HOME", str(tmp_path / "home"))
+    with pytest.raises(SystemExit) as done:
+        main(["attack-sim", "--model", "cancer-logreg", "--configs", "nope", "--benign", "0"])
+    assert done.value.code == 2
+    with pytest.raises(SystemExit) as done:
+        main(["attack-sim", "--model", "cancer-logreg", "--strategies", "telepathy"])
+    assert done.value.code == 2

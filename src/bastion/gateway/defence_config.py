@@ -16,6 +16,17 @@ from bastion.core.config import Section
 from bastion.core.errors import ConfigError
 
 Action = Literal["notify", "throttle", "label-only", "decoy", "revoke"]
+DetectorName = Literal["prada", "coverage", "stateful", "ood"]
+
+
+def _all_detectors() -> list[DetectorName]:
+    return ["prada", "coverage", "stateful", "ood"]
+
+
+def _notify() -> list[Action]:
+    return ["notify"]
+
+
 ACTIONS: tuple[str, ...] = ("notify", "throttle", "label-only", "decoy", "revoke")
 BEFORE_PREDICT = ("enforce", "defend_route")
 AFTER_PREDICT = ("detect", "output_defence", "watermark")
@@ -24,9 +35,7 @@ AFTER_PREDICT = ("detect", "output_defence", "watermark")
 class DetectConfig(Section):
     """Detectors per client key; state in memory or Redis."""
 
-    detectors: list[Literal["prada", "coverage", "stateful", "ood"]] = Field(
-        default_factory=lambda: ["prada", "coverage", "stateful", "ood"]
-    )
+    detectors: list[DetectorName] = Field(default_factory=_all_detectors)
     references: dict[str, str] = Field(default_factory=dict)  # model -> builtin:NAME or data file
     state: str = "memory://"
     max_keys: int = Field(default=20_000, ge=1)
@@ -66,7 +75,7 @@ class Rule(Section):
     """When `detector` ("any" for all) flags a key, take `actions`."""
 
     detector: Literal["any", "prada", "coverage", "stateful", "ood"] = "any"
-    actions: list[Action] = Field(default_factory=lambda: ["notify"])
+    actions: list[Action] = Field(default_factory=_notify)
 
 
 class IncidentConfig(Section):

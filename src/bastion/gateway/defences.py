@@ -48,7 +48,7 @@ class Defences:
     """Detector state store, monitors per model, the incident book, keyed secrets, metrics."""
 
     def __init__(self, gw: Gateway) -> None:
-        config = gw.config.defences  # type: ignore[attr-defined]
+        config = gw.config.defences
         self.gw = gw
         self.config = config
         self.store: StateStore = open_store(config.detect.state, config.detect.max_keys)
@@ -115,7 +115,7 @@ class Defences:
             return None
         cached = ctx.extra.get("incident", False)
         if cached is not False:
-            return cached  # type: ignore[no-any-return]
+            return cached
         try:
             found = self.book.get(ctx.principal.key_id)
         except Exception:
@@ -182,7 +182,7 @@ def reference_inputs(dep: Deployment, reference: str | None) -> np.ndarray:
             from bastion.zoo import entry
 
             return entry(reference.removeprefix("builtin:")).load_data()[0].x
-        from bastion.core.loading import load_dataset
+        from bastion.core.dataset import load_dataset
 
         return load_dataset(Path(reference)).x
     except BastionError:

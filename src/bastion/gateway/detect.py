@@ -33,7 +33,9 @@ class Detect:
             return
         dep = resolve(self.gateway, ctx)
         d = self.defences
-        monitor = d.monitors.get(dep.name) or await run_in_threadpool(d.monitor, dep)
+        monitor = d.monitors.get(dep.name)
+        if monitor is None:
+            monitor = await run_in_threadpool(d.monitor, dep)
         true_model = ctx.extra.get("true_model")  # a decoy answered: judge by the real labels
         source = ctx.outputs if true_model is None else true_model.predict_proba(ctx.inputs)
         labels = np.asarray(source).argmax(axis=1)

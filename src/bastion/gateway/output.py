@@ -29,7 +29,7 @@ class _Signature:
     def __init__(self, n_classes: int) -> None:
         self.n_classes = n_classes
         self.input_shape: tuple[int, ...] = ()
-        self.input_bounds = None
+        self.input_bounds: tuple[float, float] | None = None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - never called
         raise NotImplementedError

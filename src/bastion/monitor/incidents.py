@@ -7,6 +7,7 @@ array record per key; a corrupted record reads as "no incident" rather than cras
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,7 @@ class IncidentBook:
         dets = tuple(d for d, on in zip(self.detectors, state["detectors"], strict=True) if on)
         return Incident(key_id, acts, float(state["meta"][0]), int(state["meta"][1]), dets)
 
-    def open(self, key_id: str, actions: list[str], detector: str, queries: int) -> Incident:
+    def open(self, key_id: str, actions: Sequence[str], detector: str, queries: int) -> Incident:
         """Add `actions` (from `detector` firing at `queries`) to the key's incident."""
         state = self.store.load(PREFIX + key_id)
         if state is None or not _valid(state, len(self.detectors)):

@@ -56,7 +56,7 @@ class MemoryStore:
 def encode(state: State) -> bytes:
     """`state` as an .npz byte string (no pickled objects)."""
     buf = io.BytesIO()
-    np.savez(buf, **state)
+    np.savez(buf, **state)  # type: ignore[arg-type]
     return buf.getvalue()
 
 
@@ -85,7 +85,7 @@ class RedisStore:
 
     def load(self, name: str) -> State | None:
         blob = self.client.get(self.prefix + name)
-        return decode(bytes(blob)) if isinstance(blob, (bytes, bytearray)) else None  # type: ignore[arg-type]
+        return decode(bytes(blob)) if isinstance(blob, (bytes, bytearray)) else None
 
     def save(self, name: str, state: State) -> None:
         blob = encode(state)

@@ -151,3 +151,11 @@ def test_feature_collision_keeps_clean_labels_and_moves_features(digits) -> None
         after = feature_tensor(victim, torch.as_tensor(x))
     owner = np.arange(len(x)) % len(targets)
     assert ((after - goal[owner]).norm(dim=1) < (before - goal[owner]).norm(dim=1)).all()
+
+
+@pytest.mark.slow
+def test_badnets_at_5pct_on_digits_cnn_with_its_own_trainer(digits) -> None:
+    train, test = digits
+    poisoned = badnets(train, 0.05, 0, patch_trigger((1, 8, 8), size=3), 10, seed=0)
+    result = evaluate(poisoned, entry("digits-cnn").train, test, seed=0)
+    assert result.attack_success >= 0.9

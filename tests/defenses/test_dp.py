@@ -69,3 +69,11 @@ def test_private_model_saves_in_the_safe_format(small, tmp_path) -> None:
     assert np.allclose(
         loaded.predict_proba(test.x[:5]), result.model.predict_proba(test.x[:5]), atol=1e-6
     )
+
+
+@pytest.mark.slow
+def test_digits_cnn_at_epsilon_8_reaches_90_percent() -> None:
+    train, test = entry("digits-cnn").load_data()
+    result = train_dp(build("digits-cnn"), train, epsilon=8.0, delta=1e-5, seed=0)
+    assert result.epsilon <= 8.0
+    assert (result.model.predict_proba(test.x).argmax(axis=1) == test.labels).mean() >= 0.9

@@ -73,3 +73,34 @@ def test_bad_input(backdoored) -> None:
     sklearn_model = entry("cancer-logreg").train(*[entry("cancer-logreg").load_data()[0], 0])
     with pytest.raises(UsageError, match="torch model"):
         activation_clustering(sklearn_model, entry("cancer-logreg").load_data()[0])
+
+
+@pytest.mark.slow
+def test_best_sanitiser_beats_art_on_zoo_trained_badnets() -> None:
+    import torch
+    from art.defences.detector.poison import ActivationDefence, SpectralSignatureDefense
+    from art.estimators.classification import PyTorchClassifier
+
+    e = entry("digits-cnn")
+    train, _ = e.load_data()
+    poisoned = badnets(train, 0.05, 0, patch_trigger((1, 8, 8), size=3), 10, seed=0)
+    model = e.train(poisoned.dataset, 0)
+    ours = activation_clustering(model, poisoned.dataset)
+    assert ours.recall(poisoned.is_poison) >= 0.9
+    assert ours.clean_removed(poisoned.is_poison) <= 0.05
+    classifier = PyTorchClassifier(
+        model=model.module,
+        loss=torch.nn.CrossEntropyLoss(),
+        input_shape=(1, 8, 8),
+        nb_classes=10,
+        clip_values=(0.0, 1.0),
+    )
+    onehot = np.eye(10, dtype=np.float32)[poisoned.dataset.labels]
+    share = float(poisoned.is_poison[poisoned.dataset.labels == 0].mean())
+    for detector in (
+        ActivationDefence(classifier, poisoned.dataset.x, onehot),
+        SpectralSignatureDefense(classifier, poisoned.dataset.x, onehot, expected_pp_poison=share),
+    ):
+        _, is_clean = detector.detect_poison()
+        art_recall = float((np.asarray(is_clean) == 0)[poisoned.is_poison].mean())
+        assert ours.recall(poisoned.is_poison) >= art_recall

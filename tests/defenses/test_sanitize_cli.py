@@ -69,3 +69,24 @@ def test_watermark_verify_unmarked_model_exits_1(tmp_path: Path, bastion_home, c
     assert code == 1
     verdict = json.loads(capsys.readouterr().out)
     assert verdict["verified"] is False and verdict["p_value"] > 0.01
+
+
+def test_watermark_embed_appends_ownership_record_to_audit_log(
+    tmp_path: Path, bastion_home: Path
+) -> None:
+    from bastion.audit import open_log
+    from bastion.defenses.watermark import opens_commitment
+
+    key = tmp_path / "wm.key"
+    key.write_bytes(bytes(range(32)))
+    out = tmp_path / "marked.safetensors"
+    log_path = tmp_path / "audit.sqlite3"
+    args = ["watermark", "embed", "builtin:digits-mlp", "--key-file", str(key)]
+    code = run([*args, "--out", str(out), "--epochs", "1", "--audit-log", str(log_path)])
+    assert code == 0 and out.exists()
+    record = json.loads((tmp_path / "marked.safetensors.watermark.json").read_text())
+    assert opens_commitment(record, bytes(range(32)))
+    with open_log(log_path, state_dir=bastion_home) as log:
+        stored = log.record(record["audit_index"])
+        assert stored["commitment"] == record["commitment"]
+        assert log.latest_checkpoint() is not None and log.verify().ok

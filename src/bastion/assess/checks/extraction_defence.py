@@ -31,7 +31,15 @@ class ExtractionDefenceCheck:
     def run(
         self, model: Model, data: AssessmentData, budget: Budget, seed: int, progress: ProgressFn
     ) -> list[Finding]:
-        from bastion.attacks.clone import CloneSettings, one_torch_thread
+        from bastion.attacks.clone import one_torch_thread
+
+        with one_torch_thread():  # small models: more threads only contend
+            return self._run(model, data, budget, seed, progress)
+
+    def _run(
+        self, model: Model, data: AssessmentData, budget: Budget, seed: int, progress: ProgressFn
+    ) -> list[Finding]:
+        from bastion.attacks.clone import CloneSettings
         from bastion.attacks.extraction import STRATEGIES, extract, fidelity
         from bastion.defenses.moving_target import Decoy
         from bastion.monitor.monitor import fit_monitor
@@ -41,8 +49,7 @@ class ExtractionDefenceCheck:
         queries = budget.pick(300, 500, 2000)
         clients = budget.pick(10, 10, 50)
         rng = np.random.default_rng(seed)
-        with one_torch_thread():
-            monitor = fit_monitor(model, data.train.x, seed=seed, streams=budget.pick(5, 6, 20))
+        monitor = fit_monitor(model, data.train.x, seed=seed, streams=budget.pick(4, 5, 20))
         progress(0.2)
         test_x = data.test.x
         flagged_benign = 0
@@ -56,20 +63,19 @@ class ExtractionDefenceCheck:
         attacker_x = data.train.x[rng.permutation(len(data.train.x))[:100]]
         decoy = Decoy(model, seed.to_bytes(8, "big") + b"extraction-defence")
         findings = []
-        settings = CloneSettings(epochs=10, max_steps=100)
+        settings = CloneSettings(epochs=5, max_steps=60)
         for n, strategy in enumerate(STRATEGIES):
             attacker = Watched(model, monitor, key=f"attacker-{strategy}", on_flag=decoy)
-            with one_torch_thread():
-                result = extract(
-                    attacker,
-                    attacker_x,
-                    Dataset(attacker_x[:1], None),
-                    strategy=strategy,
-                    budget=queries,
-                    seed=seed,
-                    rounds=2,
-                    settings=settings,
-                )
+            result = extract(
+                attacker,
+                attacker_x,
+                Dataset(attacker_x[:1], None),
+                strategy=strategy,
+                budget=queries,
+                seed=seed,
+                rounds=2,
+                settings=settings,
+            )
             at = attacker.first_flag
             fid = fidelity(model, result.clone, test_x)
             severity = (

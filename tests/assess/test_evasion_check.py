@@ -51,7 +51,7 @@ def test_epsilon_override(digits, monkeypatch) -> None:
     with pytest.raises(ConfigError, match="outside"):
         threat_epsilon(model, data.test)
     monkeypatch.setenv(EPSILON_ENV, "big")
-    with pytest.raises(ConfigError, match="not a number"):
+    with pytest.raises(ConfigError, match="evasion_epsilon"):
         threat_epsilon(model, data.test)
 
 

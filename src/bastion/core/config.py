@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.core.errors import ConfigError
 
@@ -34,6 +34,7 @@ class AssessConfig(Section):
     budget: Literal["quick", "standard", "thorough"] = "standard"
     seed: int = 0
     checks: list[str] | None = None
+    evasion_epsilon: float | None = Field(default=None, gt=0)
 
 
 class BastionConfig(Section):

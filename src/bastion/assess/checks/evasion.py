@@ -2,7 +2,7 @@
 
 Image-like and other dense inputs: the worst case over a suite of attacks (cheap ones
 first, the expensive ones only on survivors) at a grid of epsilons around the threat
-model, which is 10% of the data's range in L-inf unless `BASTION_EVASION_EPSILON` says
+model, which is 10% of the data's range in L-inf unless `[assess] evasion_epsilon` says
 otherwise. Tabular inputs (one feature vector per row): the cheapest edit within each
 feature's observed range that flips the model's decision.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -20,12 +19,13 @@ from bastion.assess.check import AssessmentData, Budget, ProgressFn
 from bastion.assess.plots import new_figure, to_plot
 from bastion.attacks.evasion.tabular import TabularConstraints, TabularResult, cheapest_flip
 from bastion.attacks.evasion.worstcase import Suite, WorstCaseResult, perturbation_norms, worst_case
+from bastion.core.config import load_config
 from bastion.core.dataset import Dataset
 from bastion.core.errors import ConfigError
 from bastion.core.finding import Finding, Plot, Severity, severity_from_thresholds
 from bastion.core.model import Model
 
-EPSILON_ENV = "BASTION_EVASION_EPSILON"
+EPSILON_ENV = "BASTION_ASSESS__EVASION_EPSILON"
 THREAT_FRACTION = 0.1
 EPSILON_MULTIPLIERS = {
     "quick": (0.5, 1.0, 2.0),
@@ -55,19 +55,13 @@ def data_width(model: Model, data: Dataset) -> float:
 
 
 def threat_epsilon(model: Model, data: Dataset) -> float:
-    """The L-inf threat model: BASTION_EVASION_EPSILON, else 10% of the input range."""
-    raw = os.environ.get(EPSILON_ENV)
-    if raw is None:
+    """The L-inf threat model: `[assess] evasion_epsilon`, else 10% of the input range."""
+    eps = load_config().assess.evasion_epsilon
+    if eps is None:
         return THREAT_FRACTION * data_width(model, data)
-    try:
-        eps = float(raw)
-    except ValueError:
+    if not math.isfinite(eps) or eps > data_width(model, data):
         raise ConfigError(
-            f"{EPSILON_ENV}={raw!r} is not a number", fix="set it to e.g. 0.1"
-        ) from None
-    if not math.isfinite(eps) or eps <= 0 or eps > data_width(model, data):
-        raise ConfigError(
-            f"{EPSILON_ENV}={raw} is outside (0, {data_width(model, data):g}], the data's range",
+            f"evasion_epsilon={eps:g} is outside (0, {data_width(model, data):g}], the input range",
             fix="pick an epsilon inside the input range",
         )
     return eps
@@ -155,8 +149,8 @@ class EvasionCheck:
                     **result.to_dict(),
                     "threat_epsilon": threat,
                     "accuracy_drop": drop,
-                    "epsilon_source": EPSILON_ENV
-                    if EPSILON_ENV in os.environ
+                    "epsilon_source": "[assess] evasion_epsilon"
+                    if load_config().assess.evasion_epsilon is not None
                     else "10% of the input range",
                 },
                 recommendation=(

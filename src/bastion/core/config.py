@@ -12,7 +12,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -83,11 +83,24 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@overload
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> BastionConfig: ...
+
+
+@overload
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None, *, schema: type[S]
+) -> S: ...
+
+
 def load_config(
     path: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
-    schema: type[S] = BastionConfig,  # type: ignore[assignment]
-) -> S:
+    *,
+    schema: type[Section] = BastionConfig,
+) -> Section:
     """Read `path` (if given), apply environment overrides, validate against `schema`.
 
     Each service (the CLI, `bastion serve`) passes its own schema, so sections it does

@@ -32,12 +32,19 @@ def serve_command(
     state_dir: Path | None = typer.Option(
         None, "--state-dir", help="State directory (default: BASTION_HOME)."
     ),
+    llm_upstream: str | None = typer.Option(
+        None,
+        "--llm-upstream",
+        help="Guard this OpenAI-compatible endpoint at /v1/chat/completions ([llm] section).",
+    ),
 ) -> None:
     """Serve models over the Open Inference Protocol v2 with auth, limits, validation and audit."""
+    import json
     import os
 
     from bastion.gateway.config import load_serve_config
-    from bastion.gateway.server import model_entries, run
+    from bastion.gateway.server import GATEWAY_FACTORY, model_entries, run
+    from bastion.llm.proxy import GUARDED_FACTORY, guarded_config_schema
 
     overrides = {
         "host": host,
@@ -51,4 +58,8 @@ def serve_command(
         if value is not None:
             # Environment overrides reach the worker processes, which re-read the config.
             os.environ[f"BASTION_SERVER__{key.upper()}"] = str(value)
-    run(config, load_serve_config(config), model_entries(models or [], tenant), state_dir)
+    if llm_upstream is not None:
+        os.environ["BASTION_LLM__UPSTREAM"] = json.dumps(llm_upstream)
+    settings = load_serve_config(config, guarded_config_schema())
+    factory = GUARDED_FACTORY if settings.llm is not None else GATEWAY_FACTORY
+    run(config, settings, model_entries(models or [], tenant), state_dir, factory)

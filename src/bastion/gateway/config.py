@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, overload
 
 from pydantic import Field
 
@@ -126,6 +126,23 @@ class ServeConfig(Section):
     models: list[ModelEntry] = Field(default_factory=list)
 
 
-def load_serve_config(path: str | Path | None = None) -> ServeConfig:
-    """Read the gateway configuration from `path` (optional) and `BASTION_*` variables."""
-    return load_config(path, schema=ServeConfig)
+S = TypeVar("S", bound=ServeConfig)
+
+
+@overload
+def load_serve_config(path: str | Path | None = None) -> ServeConfig: ...
+
+
+@overload
+def load_serve_config(path: str | Path | None, schema: type[S]) -> S: ...
+
+
+def load_serve_config(
+    path: str | Path | None = None, schema: type[ServeConfig] = ServeConfig
+) -> ServeConfig:
+    """Read the gateway configuration from `path` (optional) and `BASTION_*` variables.
+
+    Services mounted on the gateway (the LLM guard proxy) extend `ServeConfig` with their
+    own sections and pass the extended schema.
+    """
+    return load_config(path, schema=schema)

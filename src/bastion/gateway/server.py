@@ -11,9 +11,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from bastion.core.errors import UsageError
-from bastion.gateway.config import ModelEntry, ServeConfig, ServerConfig, load_serve_config
+from bastion.gateway.config import ModelEntry, S, ServeConfig, ServerConfig, load_serve_config
 
 ENV_SPEC = "BASTION_SERVE_SPEC"
+GATEWAY_FACTORY = "bastion.gateway.server:app_from_env"
 
 
 def model_entries(specs: list[str], tenant: str) -> list[ModelEntry]:
@@ -31,14 +32,19 @@ def model_entries(specs: list[str], tenant: str) -> list[ModelEntry]:
     return entries
 
 
+def config_from_env(schema: type[S]) -> tuple[S, Path | None]:
+    """The configuration and state dir a worker process serves: `run` puts them in the env."""
+    spec = json.loads(os.environ[ENV_SPEC])
+    config = load_serve_config(spec["config"], schema)
+    config.models = [*config.models, *(ModelEntry(**m) for m in spec["models"])]
+    return config, Path(spec["state_dir"]) if spec["state_dir"] else None
+
+
 def app_from_env() -> FastAPI:
-    """The uvicorn factory used by worker processes: config path and extra models from the env."""
+    """The uvicorn factory used by worker processes."""
     from bastion.gateway.app import create_app
 
-    spec = json.loads(os.environ[ENV_SPEC])
-    config = load_serve_config(spec["config"])
-    config.models = [*config.models, *(ModelEntry(**m) for m in spec["models"])]
-    return create_app(config, Path(spec["state_dir"]) if spec["state_dir"] else None)
+    return create_app(*config_from_env(ServeConfig))
 
 
 def tls_options(server: ServerConfig) -> dict[str, object]:
@@ -63,13 +69,14 @@ def run(
     config: ServeConfig,
     extra_models: list[ModelEntry],
     state_dir: Path | None,
+    factory: str = GATEWAY_FACTORY,
 ) -> None:
-    """Serve until interrupted."""
+    """Serve until interrupted; `factory` names the uvicorn app factory each worker runs."""
     import uvicorn
 
     server = config.server
     tls = tls_options(server)
-    if not config.models and not extra_models:
+    if not config.models and not extra_models and factory == GATEWAY_FACTORY:
         raise UsageError(
             "no model to serve", fix="pass MODEL arguments or [[models]] in the config"
         )
@@ -83,7 +90,7 @@ def run(
     if server.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bastion-metrics-")
     uvicorn.run(
-        "bastion.gateway.server:app_from_env",
+        factory,
         factory=True,
         host=server.host,
         port=server.port,

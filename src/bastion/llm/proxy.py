@@ -457,6 +457,30 @@ def _restore(text: str, mapping: dict[str, str]) -> str:
 # -- mounting on the gateway -----------------------------------------------------------------
 
 
+def guarded_config_schema() -> type[Any]:
+    """`ServeConfig` extended with the proxy's optional `[llm]` section."""
+    from bastion.gateway.config import ServeConfig
+
+    class GuardedServeConfig(ServeConfig):
+        llm: ProxySettings | None = None
+
+    return GuardedServeConfig
+
+
+GUARDED_FACTORY = "bastion.llm.proxy:guarded_app_from_env"
+
+
+def guarded_app_from_env() -> Any:
+    """uvicorn factory for `bastion serve` with `[llm]` set: the gateway app plus the proxy."""
+    from bastion.gateway.app import create_app
+    from bastion.gateway.server import config_from_env
+
+    config, state_dir = config_from_env(guarded_config_schema())
+    app = create_app(config, state_dir)
+    install(app, config.llm)
+    return app
+
+
 def install(app: Any, settings: ProxySettings) -> GuardProxy:
     """Add the proxy's routes to a gateway app built by `bastion.gateway.app.create_app`."""
     from fastapi.responses import JSONResponse, Response, StreamingResponse

@@ -126,3 +126,13 @@ def test_redis_store_round_trip_and_garbage_entry() -> None:
     assert store.load("a:2") is None
     store.delete("a:")
     assert store.load("a:1") is None
+
+
+def test_non_finite_values_in_a_large_buffer_do_not_crash() -> None:
+    det = Prada(n_classes=2, dims=4, set_cap=16, window=128, min_queries=5, check_every=1)
+    rng = np.random.default_rng(0)
+    state = det.observe(None, rng.normal(size=(20, 4)), rng.integers(0, 2, 20)).state
+    state["sets"][:] = np.nan
+    state["dist"][:] = np.inf
+    obs = det.observe(state, rng.normal(size=(20, 4)), rng.integers(0, 2, 20))
+    assert obs.state["n"][0] > 20

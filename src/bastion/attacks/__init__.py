@@ -1,1 +1,4 @@
-"""Attacks: each takes a Model (or DifferentiableModel), data and parameters; returns a result dataclass."""
+"""Attacks: each takes a Model (or DifferentiableModel), data and parameters.
+
+Each returns a result dataclass of plain metrics and arrays.
+"""

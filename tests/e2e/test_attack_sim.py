@@ -47,7 +47,9 @@ def test_attack_sim_flags_attackers_not_benign_clients(
         assert flagged is not None and flagged <= 200
     assert detect["evasion"]["hopskipjump"]["flagged_at"] is not None
     rec = by["recommended"]
-    assert rec["benign_accuracy"] >= detect["benign_accuracy"] - 0.01
+    # DAWN alters a keyed 0.45% of answers (the key is random per state dir): with 160 benign
+    # queries that is usually 0-2 answers
+    assert rec["benign_accuracy"] >= detect["benign_accuracy"] - 0.03
     # once flagged, the attacker trains on the decoy: its clone disagrees with the model
     assert (
         rec["extraction"]["random"]["fidelity"] < detect["extraction"]["random"]["fidelity"] - 0.3

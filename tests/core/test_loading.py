@@ -71,5 +71,24 @@ def test_skops_with_untrusted_callable_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "evil.skops"
     path.write_bytes(sio.dumps(FunctionTransformer(func=os.system)))
-    with pytest.raises(UnsafeFormatError, match="outside scikit-learn"):
+    with pytest.raises(UnsafeFormatError, match="does not trust"):
         load_model(path)
+
+
+def test_skops_function_inside_numpy_is_refused(tmp_path: Path) -> None:
+    """A function under a trusted-looking package (numpy.testing's `runstring` is exec)."""
+    import skops.io as sio
+    from numpy.testing._private.utils import runstring
+    from sklearn.preprocessing import FunctionTransformer
+
+    path = tmp_path / "evil.skops"
+    path.write_bytes(sio.dumps(FunctionTransformer(func=runstring)))
+    with pytest.raises(UnsafeFormatError, match="runstring"):
+        load_model(path)
+
+
+@pytest.mark.parametrize("name", ["cancer-gbt", "cancer-logreg"])
+def test_zoo_tree_and_linear_models_load_from_skops(tmp_path: Path, name: str) -> None:
+    path = tmp_path / f"{name}.skops"
+    save_model(build(name), path)
+    assert load_model(path).n_classes == 2

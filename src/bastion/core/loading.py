@@ -13,7 +13,23 @@ from bastion.core.model import CheckedModel, Model
 
 SAFE_FORMATS = "safetensors (torch), skops (scikit-learn) or ONNX"
 PICKLE_SUFFIXES = {".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt", ".dill", ".npy"}
-TRUSTED_SKOPS_ROOTS = ("sklearn.", "numpy.", "scipy.")
+# Types skops does not trust by default that fitted scikit-learn classifiers need. Each is a
+# plain data holder; a prefix rule ("anything under sklearn.") would also admit functions such
+# as numpy.testing's `runstring`, which is `exec`.
+TRUSTED_SKOPS_EXTRAS = frozenset(
+    {
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+        "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+        "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
+        "sklearn._loss.link.Interval",
+        "sklearn._loss.link.LogitLink",
+        "sklearn._loss.link.MultinomialLogit",
+        "sklearn._loss.loss.HalfBinomialLoss",
+        "sklearn._loss.loss.HalfMultinomialLoss",
+    }
+)
 
 
 def load_model(
@@ -112,11 +128,11 @@ def _load_skops(path: Path) -> Model:
     from bastion.core.adapters.sklearn import SklearnModel
 
     untrusted = sio.get_untrusted_types(file=path)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_SKOPS_ROOTS)]
+    refused = sorted(set(untrusted) - TRUSTED_SKOPS_EXTRAS)
     if refused:
         raise UnsafeFormatError(
-            f"{path.name} has types outside scikit-learn/NumPy/SciPy: {', '.join(refused[:5])}",
-            fix="save only scikit-learn estimators with skops",
+            f"{path.name} has types Bastion does not trust: {', '.join(refused[:5])}",
+            fix="save only scikit-learn estimators with skops, or export the model to ONNX",
         )
     estimator = sio.load(path, trusted=untrusted)
     meta = _sidecar(path)

@@ -15,6 +15,7 @@ from bastion.assess.checks.baseline import CHECK as BASELINE
 from bastion.assess.checks.baseline import expected_calibration_error
 from bastion.assess.report import schema
 from bastion.assess.target import resolve
+from bastion.core.errors import DataError
 from bastion.core.finding import Finding, Severity
 
 
@@ -27,6 +28,13 @@ class BrokenCheck:
 
     def run(self, *args: object) -> list[Finding]:
         raise RuntimeError("boom")
+
+
+class NeedsMoreData(BrokenCheck):
+    name = "needs-more"
+
+    def run(self, *args: object) -> list[Finding]:
+        raise DataError("12 rows are too few for 8 shadow models", fix="pass more --train-data")
 
 
 class NeverApplies(BrokenCheck):
@@ -43,7 +51,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assess(
         model,
         data,
-        [BASELINE, BrokenCheck(), NeverApplies()],
+        [BASELINE, BrokenCheck(), NeedsMoreData(), NeverApplies()],
         spec="builtin:cancer-logreg",
         budget=Budget.QUICK,
         seed=1,
@@ -58,7 +66,15 @@ def test_report_json_validates_against_schema(report_dir: Path) -> None:
         doc
     )
     statuses = {row["check"]: row["status"] for row in doc["scorecard"]}
-    assert statuses == {"baseline": "ok", "broken": "error", "never": "skipped"}
+    assert statuses == {
+        "baseline": "ok",
+        "broken": "error",
+        "needs-more": "error",
+        "never": "skipped",
+    }
+    notes = {row["check"]: row["note"] for row in doc["scorecard"]}
+    assert "too few for 8 shadow models" in notes["needs-more"]
+    assert "fix: pass more --train-data" in notes["needs-more"]
     accuracy = next(f for f in doc["findings"] if f["id"] == "baseline.accuracy")
     assert 0.95 <= accuracy["value"] <= 1.0
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from bastion import __version__
 from bastion.assess.check import AssessmentData, Budget, Check
 from bastion.assess.report import CheckResult, Report, write
-from bastion.core.errors import BastionError
+from bastion.core.errors import BastionError, ModelOutputError
 from bastion.core.fs import atomic_directory
 from bastion.core.model import Model, is_differentiable
 
@@ -79,8 +79,13 @@ def _run_one(
         )
     try:
         findings = check.run(model, data, budget, seed, progress)  # type: ignore[arg-type]
-    except BastionError:
-        raise
+    except ModelOutputError:
+        raise  # the model itself is broken: no check can say anything meaningful
+    except BastionError as exc:  # e.g. too little data for this check: the others still run
+        note = exc.message + (f" (fix: {exc.fix})" if exc.fix else "")
+        return CheckResult(
+            check.name, check.title, "error", note=note, seconds=time.perf_counter() - start
+        )
     except Exception as exc:  # a broken check must not lose the other checks' results
         note = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()

@@ -119,3 +119,10 @@ def test_output_system_prompt_and_secret_leaks() -> None:
     personal = scan_output("Her e-mail is jane@example.com.")
     assert personal.label == "pii" and not personal.flagged
     assert scan_output("Her e-mail is jane@example.com.", flag_pii=True).flagged
+
+
+def test_black_flag_before_tag_smuggling_is_flagged(detector) -> None:  # type: ignore[no-untyped-def]
+    hidden = "".join(chr(0xE0000 + ord(c)) for c in ATTACKS[0])
+    verdict = scan_prompt("Hi! \U0001f3f4" + hidden, detector=detector)
+    assert verdict.flagged and verdict.label == "injection"
+    assert any(r.code == "rule:tag-smuggling" for r in verdict.reasons)

@@ -37,6 +37,8 @@ _INVISIBLE = frozenset(
 )
 _TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
 _BLACK_FLAG = 0x1F3F4  # emoji subdivision flags legitimately use tag characters after it
+_CANCEL_TAG = 0xE007F
+_FLAG_TAGS = 7  # at most seven tag characters between the black flag and the cancel tag
 
 # Latin look-alikes from Cyrillic, Greek and other scripts that NFKC leaves alone.
 _CONFUSABLES = str.maketrans(
@@ -116,33 +118,75 @@ def _printable(data: bytes) -> str | None:
     return text if good >= 0.95 * len(text) and letters >= 0.4 * len(text) else None
 
 
+def _flag_length(text: str, i: int) -> int:
+    """Length of the emoji subdivision flag starting at `text[i]`, or 0 if there is none.
+
+    A real flag is U+1F3F4, one to seven tag digits or lowercase tag letters, then the
+    cancel tag (for example gbeng, gbsct, gbwls); any other tag run is smuggling.
+    """
+    if ord(text[i]) != _BLACK_FLAG:
+        return 0
+    j = i + 1
+    while j < len(text) and j - i <= _FLAG_TAGS and _is_flag_tag(ord(text[j])):
+        j += 1
+    if j == i + 1 or j >= len(text) or ord(text[j]) != _CANCEL_TAG:
+        return 0
+    return j + 1 - i
+
+
+def _is_flag_tag(cp: int) -> bool:
+    return 0xE0030 <= cp <= 0xE0039 or 0xE0061 <= cp <= 0xE007A
+
+
+def _is_emoji(ch: str) -> bool:
+    """A pictograph that zero-width joiner sequences (family, profession emoji) join."""
+    cp = ord(ch)
+    return 0x1F000 <= cp <= 0x1FAFF or 0x2190 <= cp <= 0x2BFF
+
+
 def _strip_invisible(text: str, signals: dict[str, int]) -> tuple[str, str]:
-    """Remove invisible and tag characters; return (visible text, text smuggled in tags)."""
+    """Remove invisible and tag characters; return (visible text, text smuggled in tags).
+
+    Emoji subdivision flags and zero-width joiners between emoji are kept and not signalled.
+    """
     if text.isascii():
         return text, ""
     out: list[str] = []
     hidden: list[str] = []
-    previous = 0
-    for ch in text:
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
         cp = ord(ch)
+        flag = _flag_length(text, i) if cp == _BLACK_FLAG else 0
+        if flag:
+            out.append(text[i : i + flag])
+            i += flag
+            continue
         if _TAG_FIRST <= cp <= _TAG_LAST:
-            if previous == _BLACK_FLAG or (_TAG_FIRST <= previous <= _TAG_LAST and not hidden):
-                out.append(ch)  # an emoji subdivision flag, not smuggling
-            else:
-                signals["unicode-tags"] = signals.get("unicode-tags", 0) + 1
-                if 0xE0020 <= cp <= 0xE007E:
-                    hidden.append(chr(cp - 0xE0000))
+            signals["unicode-tags"] = signals.get("unicode-tags", 0) + 1
+            if 0xE0020 <= cp <= 0xE007E:
+                hidden.append(chr(cp - 0xE0000))
+        elif (cp == 0x200D and _joins_emoji(text, i)) or (
+            cp == 0xFE0F and i > 0 and _is_emoji(text[i - 1])
+        ):
+            out.append(ch)  # part of an emoji sequence
         elif cp in _INVISIBLE:
-            if cp == 0xFEFF and not out:
-                pass  # a leading byte-order mark
-            else:
+            if cp != 0xFEFF or out:  # a leading byte-order mark is not smuggling
                 signals["invisible"] = signals.get("invisible", 0) + 1
-        elif cp == 0x200D:
-            out.append(ch)
         else:
             out.append(ch)
-        previous = cp
+        i += 1
     return "".join(out), "".join(hidden)
+
+
+def _joins_emoji(text: str, i: int) -> bool:
+    """True when the zero-width joiner at `i` sits between two emoji (variation selector allowed)."""
+    before = i - 1
+    if before >= 0 and text[before] == "\ufe0f":
+        before -= 1
+    if before < 0 or i + 1 >= len(text):
+        return False
+    return _is_emoji(text[before]) and _is_emoji(text[i + 1])
 
 
 def _map_confusables(text: str, signals: dict[str, int]) -> str:

@@ -21,6 +21,11 @@ def test_markers_are_unique() -> None:
     assert canary().marker != canary().marker
 
 
+def test_marker_carries_128_random_bits() -> None:
+    token = canary("ops").marker.rsplit("-", 1)[1]
+    assert len(token) == 32 and int(token, 16) >= 0  # 16 random bytes as hex
+
+
 @pytest.mark.parametrize(
     ("encode", "how"),
     [

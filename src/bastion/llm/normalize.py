@@ -180,7 +180,7 @@ def _strip_invisible(text: str, signals: dict[str, int]) -> tuple[str, str]:
 
 
 def _joins_emoji(text: str, i: int) -> bool:
-    """True when the zero-width joiner at `i` sits between two emoji (variation selector allowed)."""
+    """True when the zero-width joiner at `i` joins two emoji (a variation selector may precede)."""
     before = i - 1
     if before >= 0 and text[before] == "\ufe0f":
         before -= 1

@@ -107,6 +107,7 @@ def build(out: Path) -> list[Sample]:
 
     _benign(out, put)
     _malicious_pickles(put, cmd, code)
+    _dotted_aliases(put, cmd, code)
     _malicious_containers(put, cmd, code)
     _malicious_formats(out, put, samples, cmd, code)
     return samples
@@ -598,6 +599,48 @@ def _malicious_pickles(put: Callable[..., None], cmd: str, code: str) -> None:
         "malicious",
         "pickle with a zip appended",
         "malicious",
+    )
+
+
+def _stack_global(module: str, name: str) -> bytes:
+    """STACK_GLOBAL: protocol 4+ resolves a dotted `name` attribute by attribute."""
+    return _s(module) + _s(name) + b"\x93"
+
+
+def _sbytes(data: bytes) -> bytes:
+    return b"B" + struct.pack("<I", len(data)) + data
+
+
+def _dotted_aliases(put: Callable[..., None], cmd: str, code: str) -> None:
+    """Dangerous callables reached through a dotted or re-exported name under allowed modules."""
+    m = "malicious/alias/"
+    inner = call("posix", "system", cmd, proto=0)
+    aliases = [
+        ("sklearn.utils.estimator_checks", "pickle.loads", _sbytes(inner) + b"\x85R."),
+        ("torch.nn.modules.module", "torch.storage._load_from_bytes", _sbytes(inner) + b"\x85R."),
+        ("sklearn.utils.validation", "joblib.load", _s("/nonexistent.joblib") + b"\x85R."),
+        ("numpy.random._common", "np.load", _s("/nonexistent.npy") + b"N\x88\x87R."),
+        ("torch.optim.lr_scheduler", "types.FunctionType", b")R."),
+        ("torch.nn.modules.module", "torch.jit.load", _s("/nonexistent.pt") + b"\x85R."),
+        ("sklearn.utils.discovery", "import_module", _s("os") + b"\x85R."),
+        ("sklearn.feature_selection._base", "attrgetter", _s("system") + b"\x85R."),
+        ("numpy.random.mtrand", "operator.attrgetter", _s("system") + b"\x85R."),
+        ("torch.nn.modules.module", "os.system", _s(cmd) + b"\x85R."),
+    ]
+    for module, name, args in aliases:
+        put(
+            f"{m}{module.replace('.', '_')}__{name.replace('.', '_')}.pkl",
+            b"\x80\x04" + _stack_global(module, name) + args + b".",
+            "malicious",
+            f"{name} reached through allowed module {module}",
+            "malicious",
+        )
+    put(
+        f"{m}datetime__time_sleep.pkl",
+        b"\x80\x04" + _stack_global("datetime", "_time.sleep") + b"K\x05\x85R.",
+        "malicious",
+        "datetime._time.sleep: dotted name under a wildcard-allowed module",
+        "detected",
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from bastion.integrity.scan.context import Context, describe
 from bastion.integrity.scan.limits import LimitExceeded
-from bastion.integrity.scan.policy import LOADERS
+from bastion.integrity.scan.policy import is_loader
 
 _U1 = struct.Struct("<B").unpack_from
 _U2 = struct.Struct("<H").unpack_from
@@ -223,7 +223,7 @@ class PickleMachine:
             )
         else:
             self.ctx.imports[callee.qual] = self.ctx.imports.get(callee.qual, 0) + 1
-            if callee.qual in LOADERS:
+            if is_loader(callee.qual):
                 self._nested_loader(callee, args, p)
         return Obj(callee, how, args)
 

@@ -7,8 +7,9 @@ run (`allow=`) or with their own TOML/JSON files of the same shape.
 from __future__ import annotations
 
 import json
+import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,31 @@ LOADERS = frozenset(
         "joblib.load", "marshal.loads", "pickle._loads", "pickle.Unpickler",
     }
 )  # fmt: skip
+
+# Final segments of LOADERS: a dotted alias (`pkg.mod:pickle.loads`) is a loader too.
+LOADER_NAMES = frozenset(q.rpartition(".")[2] for q in LOADERS)
+
+# Names dangerous under any module: CPython resolves re-exports (`from pickle import loads`)
+# and dotted paths (`pkg.mod:os.system`), so a safe module name proves nothing about them.
+_DANGEROUS_NAMES = frozenset(
+    {
+        "load", "loads", "_loads", "Unpickler", "system", "popen", "Popen", "spawn", "spawnl",
+        "spawnv", "execl", "execv", "execve", "execvp", "fork", "run", "call", "check_call",
+        "check_output", "getoutput", "getstatusoutput", "eval", "exec", "compile", "open",
+        "__import__", "import_module", "getattr", "setattr", "delattr", "globals", "locals",
+        "vars", "breakpoint", "attrgetter", "methodcaller", "itemgetter", "reduce",
+        "FunctionType", "CodeType", "MethodType", "LambdaType", "runstring", "runpy", "run_path",
+        "run_module", "CDLL", "PyDLL", "LoadLibrary", "rmtree", "remove", "unlink", "fromfile",
+        "memmap", "urlopen", "Process", "Thread", "Timer", "Pool", "apply", "exec_module",
+        "load_module", "fdopen", "dup2", "kill", "putenv", "chmod",
+    }
+)  # fmt: skip
+
+# Module nicknames seen in `import x as y` re-exports.
+_MODULE_ALIASES = {"np": "numpy", "_np": "numpy", "sp": "scipy", "pd": "pandas"}
+
+# What a `module:*` allow wildcard covers: one undotted class name (CapWords).
+_CLASS_NAME = re.compile(r"_?[A-Z][A-Za-z0-9]*\Z")
 
 # Modules whose appearance as an attribute inside a dotted name means escape to them.
 _ESCAPE_SEGMENTS = frozenset(
@@ -63,13 +89,19 @@ class _PatternSet:
         else:
             self.exact.add((module, name))
 
-    def matches(self, module: str, name: str) -> bool:
-        if (module, name) in self.exact or module in self.module_any:
+    def matches(
+        self, module: str, name: str, *, wildcard: Callable[[str], bool] | None = None
+    ) -> bool:
+        """Exact entries match any name; `*` entries only names `wildcard` accepts (default all)."""
+        if (module, name) in self.exact:
+            return True
+        covered = wildcard is None or wildcard(name)
+        if covered and module in self.module_any:
             return True
         parts = module.split(".")
         for i in range(len(parts), 0, -1):
             root = ".".join(parts[:i])
-            if root in self.tree_any or name in self.tree_exact.get(root, ()):
+            if (covered and root in self.tree_any) or name in self.tree_exact.get(root, ()):
                 return True
         return False
 
@@ -84,15 +116,48 @@ class Policy:
     user_allow: _PatternSet = field(default_factory=lambda: _PatternSet(()))
 
     def judge(self, module: str, name: str) -> ImportVerdict:
-        """User allows first; then denied (list, dunder or escape path), allowed, else unknown."""
-        if self.user_allow.matches(module, name):
-            return "allowed"
+        """User allows first; then denied (list, dunder, escape path, dangerous target),
+        allowed, else unknown.
+
+        A dotted name (which CPython follows attribute by attribute) is allowed only by an
+        exact entry; a `module:*` wildcard covers undotted class names only.
+        """
         segments = name.split(".")
+        dotted = len(segments) > 1
+        if self.user_allow.matches(module, name, wildcard=_never if dotted else None):
+            return "allowed"
         if self.deny.matches(module, name) or self.deny.matches(module, segments[0]):
             return "denied"
-        if len(segments) > 1 and any(_is_dunder(s) or s in _ESCAPE_SEGMENTS for s in segments):
+        if dotted and any(_is_dunder(s) or s in _ESCAPE_SEGMENTS for s in segments):
             return "denied"
-        return "allowed" if self.allow.matches(module, name) else "unknown"
+        if (module, name) not in self.allow.exact and self._dangerous_target(module, segments):
+            return "denied"
+        return "allowed" if self.allow.matches(module, name, wildcard=_is_class_name) else "unknown"
+
+    def _dangerous_target(self, module: str, segments: list[str]) -> bool:
+        """The object a (dotted) name reaches is a dangerous name or under a denied module."""
+        final = segments[-1]
+        if final in _DANGEROUS_NAMES:
+            return True
+        owners = [".".join([module, *segments[:-1]])]
+        for i in range(len(segments) - 1):
+            owners.append(
+                ".".join([_MODULE_ALIASES.get(segments[i], segments[i]), *segments[i + 1 : -1]])
+            )
+        return any(self.deny.matches(owner, final) for owner in owners)
+
+
+def _never(name: str) -> bool:
+    return False
+
+
+def _is_class_name(name: str) -> bool:
+    return _CLASS_NAME.match(name) is not None
+
+
+def is_loader(qual: str) -> bool:
+    """`qual` (module.name) runs a pickle it is given: a LOADERS entry or a dotted alias of one."""
+    return qual in LOADERS or qual.rpartition(".")[2] in LOADER_NAMES
 
 
 def _is_dunder(segment: str) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -26,7 +27,7 @@ import numpy as np
 from bastion.core.errors import InputError
 from bastion.llm import rules
 from bastion.llm.embed import DIM, Embedder, get_embedder
-from bastion.llm.normalize import Normalized
+from bastion.llm.normalize import MAX_CHARS, Normalized, bound
 
 WINDOW = 62  # word pieces per window (64 with [CLS] and [SEP])
 STRIDE = 48  # 14 word pieces of overlap between neighbouring windows
@@ -50,6 +51,38 @@ _CUES = (
     "pretend act role character rules password secret reveal repeat override instead new "
     "respond reply answer say print output you your must now jailbreak mode unfiltered"
 )
+
+
+_CUE_WORDS = re.compile(r"\b(?:" + "|".join(_CUES.split()) + r")\b", re.IGNORECASE)
+_EXCERPT_CHUNK = 2_000  # characters per candidate chunk of a long text's middle
+_EXCERPT_MARGIN = 200  # context kept on each side of a chosen chunk
+
+
+def excerpt(text: str, limit: int = MAX_CHARS) -> str:
+    """A long text's head, its tail, and the chunks between them densest in cue words.
+
+    The classifier reads at most about `limit` characters; choosing the middle by cue density
+    means an instruction buried in the middle of a long prompt is still embedded.
+    """
+    if len(text) <= limit:
+        return text
+    edge = limit // 8
+    counts: dict[int, int] = {}
+    for m in _CUE_WORDS.finditer(text, edge, len(text) - edge):
+        chunk = (m.start() - edge) // _EXCERPT_CHUNK
+        counts[chunk] = counts.get(chunk, 0) + 1
+    room = (limit - 2 * edge) // (_EXCERPT_CHUNK + 2 * _EXCERPT_MARGIN)
+    chosen = sorted(sorted(counts, key=lambda c: (-counts[c], c))[:room])
+    starts = [edge + c * _EXCERPT_CHUNK for c in chosen]
+    middle = [
+        text[max(edge, s - _EXCERPT_MARGIN) : s + _EXCERPT_CHUNK + _EXCERPT_MARGIN] for s in starts
+    ]
+    return "\n".join([text[:edge], *middle, text[-edge:]])
+
+
+def model_texts(norm: Normalized) -> list[tuple[str, str]]:
+    """(view, text) the model reads: the canonical text's excerpt and each view's head and tail."""
+    return [("text", excerpt(norm.text)), *((v.method, bound(v.text)[0]) for v in norm.views)]
 
 
 @dataclass(frozen=True)
@@ -244,7 +277,7 @@ class Featurizer:
         self, norm: Normalized, hits_by_view: dict[str, list[rules.RuleHit]]
     ) -> tuple[np.ndarray, list[Instance]]:
         """Feature rows for the canonical text and its views, within the window budget."""
-        texts = norm.all_texts()
+        texts = model_texts(norm)
         budget = max(self.max_windows, len(texts))
         windows: list[list[int]] = []
         where: list[Instance] = []
@@ -278,7 +311,7 @@ class Featurizer:
         what it hid. The input's score is the higher of the two.
         """
         rows, where = self.instances(norm, hits_by_view)
-        texts = norm.all_texts()
+        texts = model_texts(norm)
         readings = [(texts, np.ones(len(where), dtype=bool))]
         decoded = np.array([w.view != "text" for w in where], dtype=bool)
         if len(texts) > 1 and decoded.any():

@@ -6,8 +6,10 @@ smuggling, mixed-script words), and extra *views*: text decoded from base64 / he
 segments, ROT13, reversed, leetspeak, spaced-out letters, and text smuggled in Unicode tag
 characters. Every view is scored in clear by the rules and the classifier.
 
-Work is bounded: at most `MAX_CHARS` characters are examined (the head and the tail of longer
-inputs), at most `MAX_VIEWS` views are produced, decoding recurses at most twice.
+Work is bounded: inputs up to `MAX_SCAN_CHARS` are canonicalised whole (callers treat longer
+ones as unscannable; here only their head and tail are kept), decoded views share a budget of
+`MAX_SCAN_CHARS` characters, the whole-text transforms (ROT13, reversed, leetspeak) read the
+head and tail (`MAX_CHARS`), at most `MAX_VIEWS` views are produced, decoding recurses twice.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 
 MAX_CHARS = 64_000
 TAIL_CHARS = 16_000
+MAX_SCAN_CHARS = 2_000_000  # above this an input is unscannable (scan.py flags it)
 MAX_VIEWS = 6
 _MIN_SEGMENT = 16
 
@@ -36,6 +39,10 @@ _INVISIBLE = frozenset(
     ]
 )
 _TAG_FIRST, _TAG_LAST = 0xE0000, 0xE007F
+# Any character `_strip_invisible` acts on; text without one passes through unchanged.
+_SPECIAL = re.compile(
+    "[" + "".join(re.escape(chr(cp)) for cp in sorted(_INVISIBLE)) + "\U000e0000-\U000e007f]"
+)
 _BLACK_FLAG = 0x1F3F4  # emoji subdivision flags legitimately use tag characters after it
 _CANCEL_TAG = 0xE007F
 _FLAG_TAGS = 7  # at most seven tag characters between the black flag and the cancel tag
@@ -46,6 +53,7 @@ _CONFUSABLES = str.maketrans(
     "aeopcyxijsdhlqwgaABEKMHOPCTXYSIJoavikptuxABEZHIKMNOPTYXcjl",
 )
 _CONFUSABLE_CHARS = frozenset("аеорсухіјѕԁһӏԛԝɡɑАВЕКМНОРСТХУЅІЈοανικρτυχΑΒΕΖΗΙΚΜΝΟΡΤΥΧϲϳℓ")
+_CONFUSABLE_RE = re.compile("[" + "".join(sorted(_CONFUSABLE_CHARS)) + "]")
 _LEET = str.maketrans("013457@$!|", "oieastasil")
 
 # Frequent words of English instructions: a decoding that produces them reads better.
@@ -93,12 +101,12 @@ class Normalized:
         return [("text", self.text), *((v.method, v.text) for v in self.views)]
 
 
-def bound(text: str) -> tuple[str, bool]:
-    """The head and tail of an over-long input, so work stays bounded."""
-    if len(text) <= MAX_CHARS:
+def bound(text: str, limit: int = MAX_CHARS) -> tuple[str, bool]:
+    """The head and tail of an over-long input (`limit` characters in all): bounded work."""
+    if len(text) <= limit:
         return text, False
-    head = MAX_CHARS - TAIL_CHARS
-    return text[:head] + "\n" + text[-TAIL_CHARS:], True
+    tail = min(TAIL_CHARS, limit // 4)
+    return text[: limit - tail] + "\n" + text[-tail:], True
 
 
 def _word_hits(text: str) -> int:
@@ -149,7 +157,7 @@ def _strip_invisible(text: str, signals: dict[str, int]) -> tuple[str, str]:
 
     Emoji subdivision flags and zero-width joiners between emoji are kept and not signalled.
     """
-    if text.isascii():
+    if text.isascii() or not _SPECIAL.search(text):
         return text, ""
     out: list[str] = []
     hidden: list[str] = []
@@ -191,7 +199,7 @@ def _joins_emoji(text: str, i: int) -> bool:
 
 def _map_confusables(text: str, signals: dict[str, int]) -> str:
     """Map look-alike letters to Latin inside words that mix them with Latin letters."""
-    if text.isascii():
+    if text.isascii() or not _CONFUSABLE_RE.search(text):
         return text
 
     def fix(match: re.Match[str]) -> str:
@@ -243,7 +251,7 @@ def _decode_segments(text: str) -> list[tuple[str, str, int, int]]:
             continue
         if decoded is not None:
             found.append(("hex", decoded, m.start(), m.end()))
-    if len(_URL_ESCAPE.findall(text, 0, MAX_CHARS)) >= 3:
+    if len(_URL_ESCAPE.findall(text)) >= 3:
         decoded = urllib.parse.unquote(text, errors="replace")
         if decoded != text:
             found.append(("url", decoded, 0, len(text)))
@@ -251,7 +259,7 @@ def _decode_segments(text: str) -> list[tuple[str, str, int, int]]:
 
 
 def _whole_text_views(text: str) -> list[View]:
-    """ROT13, reversed, leetspeak and spaced-out letters, when they read better than the text."""
+    """ROT13, reversed and leetspeak, when they read better than the text."""
     views: list[View] = []
     sample = text[:4000]
     base = _word_hits(sample)
@@ -265,7 +273,15 @@ def _whole_text_views(text: str) -> list[View]:
     mixed = re.findall(r"\b(?=\w*[a-zA-Z])(?=\w*[013457@$])[\w@$]{3,}\b", sample)
     if len(mixed) >= 3:
         views.append(View("leetspeak", text.translate(_LEET), 0, len(text)))
+    return views
+
+
+def _spaced_views(text: str) -> list[View]:
+    """Spaced-out letters ("i g n o r e") joined back into words, anywhere in the text."""
+    views: list[View] = []
     for m in _SPACED.finditer(text):
+        if len(views) >= MAX_VIEWS:
+            break
         joined = re.sub(r" {2,}", "\x00", m.group(0)).replace(" ", "").replace("\x00", " ")
         views.append(View("spaced", joined, m.start(), m.end()))
     return views
@@ -273,13 +289,13 @@ def _whole_text_views(text: str) -> list[View]:
 
 def normalize(text: str) -> Normalized:
     """Canonical text, decoded views and evasion signals for one input (bounded work)."""
-    bounded, truncated = bound(text)
+    scanned, truncated = bound(text, MAX_SCAN_CHARS)
     signals: dict[str, int] = {}
-    clean, hidden = canonical(bounded, signals)
+    clean, hidden = canonical(scanned, signals)
     result = Normalized(original_length=len(text), text=clean, signals=signals, truncated=truncated)
     views: list[View] = []
     if hidden.strip():
-        views.append(View("unicode-tags", hidden, 0, len(bounded)))
+        views.append(View("unicode-tags", hidden, 0, len(scanned)))
     queue = [(clean, 0)]
     while queue and len(views) < MAX_VIEWS:
         current, depth = queue.pop(0)
@@ -290,6 +306,21 @@ def normalize(text: str) -> Normalized:
             signals[f"encoded-{method}"] = signals.get(f"encoded-{method}", 0) + 1
             if depth < 1:
                 queue.append((plain, depth + 1))
-    views.extend(_whole_text_views(clean))
-    result.views = views[:MAX_VIEWS]
+    head_tail, _ = bound(clean)
+    views.extend(_whole_text_views(head_tail))
+    views.extend(_spaced_views(clean))
+    result.views, cut = _within_budget(views[:MAX_VIEWS])
+    result.truncated = truncated or cut
     return result
+
+
+def _within_budget(views: list[View]) -> tuple[list[View], bool]:
+    """Views whose texts total at most `MAX_SCAN_CHARS` (later ones cut to head and tail)."""
+    kept: list[View] = []
+    left, cut = MAX_SCAN_CHARS, False
+    for view in views:
+        body, was_cut = bound(view.text, max(MAX_CHARS, left))
+        kept.append(View(view.method, body, view.start, view.end) if was_cut else view)
+        left -= len(body)
+        cut = cut or was_cut
+    return kept, cut

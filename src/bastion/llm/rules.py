@@ -11,6 +11,9 @@ import re
 from dataclasses import dataclass
 
 CATEGORIES = ("injection", "jailbreak", "leak")
+CHUNK = 8_192  # characters matched at a time
+OVERLAP = 512  # longer than any phrase a rule matches, so none is lost at a chunk edge
+MAX_HITS = 32  # hits kept per rule (the score counts distinct rules)
 
 _PRIOR = (
     r"(?:all\s+)?(?:of\s+)?(?:the\s+|your\s+|my\s+|any\s+)?"
@@ -214,13 +217,27 @@ RULES: tuple[Rule, ...] = (
 
 
 def match(text: str, view: str = "text") -> list[RuleHit]:
-    """Every rule match in `text` (one hit per rule and position)."""
+    """Every rule match in `text` (one hit per rule and position, at most `MAX_HITS` per rule).
+
+    Long texts are matched chunk by chunk (`CHUNK` characters, overlapping by `OVERLAP`), so
+    the whole text is covered while the work of any one match attempt stays bounded.
+    """
     hits: list[RuleHit] = []
     for rule in RULES:
-        for m in rule.pattern.finditer(text):
-            hits.append(RuleHit(rule.name, rule.category, rule.weight, m.start(), m.end(), view))
-            if len(hits) > 256:
-                return hits
+        seen = 0
+        for start in range(0, max(1, len(text)), CHUNK):
+            end = min(len(text), start + CHUNK + OVERLAP)
+            for m in rule.pattern.finditer(text, start, end):
+                if m.start() >= start + CHUNK:
+                    break  # the next chunk reports matches starting in the overlap
+                hits.append(
+                    RuleHit(rule.name, rule.category, rule.weight, m.start(), m.end(), view)
+                )
+                seen += 1
+                if seen >= MAX_HITS:
+                    break
+            if seen >= MAX_HITS:
+                break
     return hits
 
 

@@ -10,7 +10,7 @@ from bastion.core.errors import InputError
 from bastion.llm import pii
 from bastion.llm.canary import Canary, find_canary
 from bastion.llm.detector import Detector, reasons_and_spans
-from bastion.llm.normalize import MAX_CHARS, bound
+from bastion.llm.normalize import MAX_SCAN_CHARS, bound
 from bastion.llm.verdict import Reason, Span, Verdict
 
 MAX_DOCUMENTS = 64
@@ -65,12 +65,13 @@ def _input_reasons(text: str, source: str) -> list[Reason]:
     reasons = []
     if not text.strip():
         reasons.append(Reason("input:empty", f"{source} is empty", 0.0))
-    if len(text) > MAX_CHARS:
+    if len(text) > MAX_SCAN_CHARS:
         reasons.append(
             Reason(
-                "input:truncated",
-                f"{source} has {len(text)} characters; scanned its head and tail",
-                0.0,
+                "input:unscannable",
+                f"{source} has {len(text)} characters, over the {MAX_SCAN_CHARS} scanned;"
+                " hold it for review",
+                1.0,
             )
         )
     if _binary_share(text) > 0.1:
@@ -94,7 +95,8 @@ def scan_prompt(
 
     Each document (a retrieved page, an e-mail, a tool result) is scanned on its own, so an
     instruction hidden in one of them is not diluted by the rest. PII and secrets are listed
-    in `Verdict.pii`; they flag the verdict only with `flag_pii=True`.
+    in `Verdict.pii`; they flag the verdict only with `flag_pii=True`. A text longer than
+    `MAX_SCAN_CHARS` is not scanned: the verdict is flagged with the label "unscannable".
     """
     det = detector or default_detector()
     prompt = as_text(text)
@@ -116,8 +118,12 @@ def scan_prompt(
             )
         )
     normalized = None
+    unscannable = False
     for source, body in sources:
         reasons.extend(_input_reasons(body, source))
+        if len(body) > MAX_SCAN_CHARS:
+            unscannable = truncated = True  # too long to scan whole: never passed as benign
+            continue
         if not body.strip():
             continue
         analysis = det.analyse(body)
@@ -130,8 +136,10 @@ def scan_prompt(
         if source == "input":
             normalized = analysis.norm.text
     injection = score >= det.threshold
-    flagged = injection or (flag_pii and bool(found_pii))
+    flagged = injection or unscannable or (flag_pii and bool(found_pii))
     label = "injection" if injection else ("pii" if found_pii else "benign")
+    if unscannable and not injection:
+        label, score = "unscannable", 1.0
     return Verdict(
         label=label,
         flagged=flagged,

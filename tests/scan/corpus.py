@@ -108,6 +108,7 @@ def build(out: Path) -> list[Sample]:
     _benign(out, put)
     _malicious_pickles(put, cmd, code)
     _dotted_aliases(put, cmd, code)
+    _unusual_pickles(put, cmd)
     _malicious_containers(put, cmd, code)
     _malicious_formats(out, put, samples, cmd, code)
     return samples
@@ -642,6 +643,38 @@ def _dotted_aliases(put: Callable[..., None], cmd: str, code: str) -> None:
         "datetime._time.sleep: dotted name under a wildcard-allowed module",
         "detected",
     )
+
+
+def _unusual_pickles(put: Callable[..., None], cmd: str) -> None:
+    """Pickles a loader runs although they lack STOP or open with an unusual opcode."""
+    m = "malicious/unusual/"
+    inner = call("posix", "system", cmd, proto=0)
+    variants = {
+        "first_S": b"S'a'\n0" + inner,
+        "first_K": b"K\x010" + inner,
+        "first_I": b"I5\n0" + inner,
+        "first_V": b"Vx\n0" + inner,
+        "first_FRAME": b"\x95" + len(inner).to_bytes(8, "little") + inner,
+        "no_stop": b"\x80\x02" + inner[:-1],
+    }
+    for key, body in variants.items():
+        holders = {
+            "gz.joblib": gzip.compress(body),
+            "bz2.joblib": bz2.compress(body),
+            "xz.joblib": lzma.compress(body),
+            "zlib.joblib": zlib.compress(body),
+            "tar": _tar({"model.bin": body}),
+            "zip": _zip({"weights/model.bin": body}),
+            "bin": body,
+        }
+        for ext, data in holders.items():
+            put(
+                f"{m}{key}.{ext}",
+                data,
+                "malicious",
+                f"{key.replace('_', ' ')} pickle as {ext}",
+                "malicious",
+            )
 
 
 def _malicious_containers(put: Callable[..., None], cmd: str, code: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import pickletools
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -179,12 +180,13 @@ def scan_blob(
     ctx.deadline.check()
     kind = sniff(data, start, end, top=top)
     if kind in ("pickle", "unknown"):
-        if not top and not name.endswith(_PICKLE_NAMES):
+        if not top and name and not name.endswith(_PICKLE_NAMES):
             return _tentative_pickle(data, start, end, where, ctx)
-        fmt = scan_pickle_region(
-            data, start, end, where, ctx, strict=kind == "pickle" or not top, mm=mm
-        )
-        if fmt == "unknown" and top:
+        # a whole file, a loader's argument, or decompressed output (no member name: a
+        # compressed pickle is what joblib writes, and loaders accept it under any name)
+        strict = kind == "pickle" or name == "<loader>"
+        fmt = scan_pickle_region(data, start, end, where, ctx, strict=strict, mm=mm)
+        if fmt == "unknown" and (top or not name):
             _unknown(data, start, end, where, ctx)
         return fmt
     from bastion.integrity.scan import formats
@@ -197,22 +199,21 @@ def scan_blob(
 
 
 _PICKLE_NAMES = (".pkl", ".pickle", "<loader>")
-_PICKLE_HEADS = frozenset(b"(]}c)Nl")
+# every opcode: CPython accepts any of them first, so any may open a pickle
+_OPCODES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
 
 
 def _tentative_pickle(data: Any, start: int, end: int, where: str, ctx: Context) -> str:
     """An archive member that may be raw data (tensor storage) or a pickle under any name.
 
-    Its findings count only if it looks like a pickle (a PROTO header, or a protocol 0/1
-    opening) and its first stream runs to STOP, as a pickle a loader would accept.
+    Its findings count if its first byte is an opcode and the pass imported or called
+    anything: CPython runs a REDUCE before it notices a missing STOP, so a stream cut
+    short still acts.
     """
-    head = bytes(data[start : start + 2])
-    if not head or not (
-        (head[0] == 0x80 and len(head) > 1 and head[1] <= 5) or head[0] in _PICKLE_HEADS
-    ):
+    if start >= end or data[start] not in _OPCODES:
         return "unknown"
     mark, seen, imports = len(ctx.findings), set(ctx._seen), dict(ctx.imports)
-    fmt = scan_pickle_region(data, start, end, where, ctx, strict=False, complete=True)
+    fmt = scan_pickle_region(data, start, end, where, ctx, strict=False)
     if fmt == "unknown":
         del ctx.findings[mark:]
         ctx._seen, ctx.imports = seen, imports
@@ -256,14 +257,12 @@ def scan_pickle_region(
     *,
     strict: bool,
     mm: Any = None,
-    complete: bool = False,
 ) -> str:
     """Every pickle stream in the region, in order; findings before a parse error are kept.
 
     `strict` says the region is known to be a pickle (a parse error there means the file
     could not be fully scanned). Otherwise a region that fails before importing or
-    calling anything is simply not a pickle; with `complete`, so is one whose first
-    stream does not reach STOP.
+    calling anything is simply not a pickle.
     """
     machine = PickleMachine(data, start, end, ctx, where)
     if mm is not None:
@@ -278,7 +277,7 @@ def scan_pickle_region(
             value = machine.run_stream()
         except ParseError as exc:
             acted = (machine.imports, machine.calls) != before
-            if streams == 0 and ((not acted and not strict) or complete):
+            if streams == 0 and not acted and not strict:
                 return "unknown"
             if streams == 0 or acted:
                 ctx.add(

@@ -109,6 +109,7 @@ def build(out: Path) -> list[Sample]:
     _malicious_pickles(put, cmd, code)
     _dotted_aliases(put, cmd, code)
     _unusual_pickles(put, cmd)
+    _malicious_skops(put, cmd, code)
     _malicious_containers(put, cmd, code)
     _malicious_formats(out, put, samples, cmd, code)
     return samples
@@ -188,6 +189,10 @@ def _benign(out: Path, put: Callable[..., None]) -> None:
             "sklearn via pickle",
             "safe",
         )
+    import skops.io as sio
+
+    for name, model in (("logreg", logreg), ("forest", forest)):
+        put(f"benign/sklearn_{name}.skops", sio.dumps(model), "benign", "sklearn via skops", "safe")
     for compress in ("zlib", "gzip", "bz2", "xz", "lzma"):
         path = out / f"benign/sklearn_forest.joblib.{compress}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -675,6 +680,84 @@ def _unusual_pickles(put: Callable[..., None], cmd: str) -> None:
                 f"{key.replace('_', ' ')} pickle as {ext}",
                 "malicious",
             )
+
+
+def _skops_node(
+    module: str, cls: str, loader: str, content: Any, node_id: int = 1
+) -> dict[str, Any]:
+    return {
+        "__class__": cls,
+        "__module__": module,
+        "__loader__": loader,
+        "content": content,
+        "__id__": node_id,
+    }
+
+
+def _skops_str(text: str) -> dict[str, Any]:
+    return {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(text),
+        "is_json": True,
+        "__id__": 7,
+    }
+
+
+def _malicious_skops(put: Callable[..., None], cmd: str, code: str) -> None:
+    """skops schemas naming callables that run on load (judged from schema.json alone)."""
+    m = "malicious/skops/"
+    args = _skops_node("builtins", "tuple", "TupleNode", [_skops_str(code)], 2)
+    obj = _skops_node("sklearn.linear_model._logistic", "LogisticRegression", "ObjectNode", {})
+    schemas = {
+        "reduce_runstring": (
+            _skops_node(
+                "numpy.testing._private.utils", "runstring", "ConstructorFromReduceNode", args
+            ),
+            "malicious",
+        ),
+        "reduce_os_system": (
+            _skops_node("os", "system", "ReduceNode", {"args": args}),
+            "malicious",
+        ),
+        "function_exec": (_skops_node("builtins", "exec", "FunctionNode", None), "malicious"),
+        "operator_attrgetter": (
+            {**_skops_node("operator", "attrgetter", "OperatorFuncNode", None), "attrs": args},
+            "malicious",
+        ),
+        "method_dotted_loads": (
+            _skops_node(
+                "sklearn.linear_model._logistic",
+                "LogisticRegression",
+                "MethodNode",
+                {"func": "pickle.loads", "obj": obj},
+            ),
+            "malicious",
+        ),
+        "object_in_dict": (
+            _skops_node(
+                "builtins",
+                "dict",
+                "DictNode",
+                {"w": _skops_node("subprocess", "Popen", "ObjectNode", {}, 3)},
+            ),
+            "malicious",
+        ),
+        "function_unlisted": (
+            _skops_node("sklearn.utils.discovery", "all_estimators", "FunctionNode", None),
+            "suspicious",
+        ),
+    }
+    for name, (schema, expect) in schemas.items():
+        doc = {**schema, "protocol": 2, "_skops_version": "0.11.0"}
+        put(
+            f"{m}{name}.skops",
+            _zip({"schema.json": json.dumps(doc).encode()}),
+            "malicious",
+            f"skops schema.json {name.replace('_', ' ')}",
+            expect,
+        )
 
 
 def _malicious_containers(put: Callable[..., None], cmd: str, code: str) -> None:

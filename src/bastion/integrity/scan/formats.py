@@ -13,6 +13,7 @@ from typing import Any
 from bastion.integrity.scan import archives
 from bastion.integrity.scan.context import Context
 from bastion.integrity.scan.keras import check_keras_config, looks_like_keras
+from bastion.integrity.scan.skops import check_skops_schema, looks_like_skops
 from bastion.integrity.scan.templates import check_template, check_tokenizer_config
 
 Handler = Callable[[Any, int, int, str, Context], None]
@@ -247,6 +248,8 @@ def scan_json(data: Any, start: int, end: int, where: str, ctx: Context) -> None
         check_tokenizer_config(doc, where, ctx)
         if looks_like_keras(doc):
             check_keras_config(doc, where, ctx)
+        if looks_like_skops(doc):
+            check_skops_schema(doc, where, ctx)
 
 
 # ---- HDF5 (Keras .h5) --------------------------------------------------------------------

@@ -134,6 +134,12 @@ class Policy:
             return "denied"
         return "allowed" if self.allow.matches(module, name, wildcard=_is_class_name) else "unknown"
 
+    def allows_exactly(self, module: str, name: str) -> bool:
+        """Named by an exact built-in entry, or allowed by the user for this run."""
+        return (module, name) in self.allow.exact or self.user_allow.matches(
+            module, name, wildcard=_never if "." in name else None
+        )
+
     def _dangerous_target(self, module: str, segments: list[str]) -> bool:
         """The object a (dotted) name reaches is a dangerous name or under a denied module."""
         final = segments[-1]

@@ -83,20 +83,29 @@ class Chain:
         return [s.name for s in self.stages]
 
     async def run(self, ctx: Context) -> None:
-        """Run the chain; raise the first `Rejected` after the finalizers have recorded it."""
+        """Run the chain; raise the first `Rejected` after the finalizers have recorded it.
+
+        Any other exception from a stage becomes `Rejected(500, "internal_error")`.
+        """
         rejection: Rejected | None = None
         try:
             for stage in self.stages:
                 await stage(ctx)
         except Rejected as exc:
             rejection = exc
-            ctx.status, ctx.code = exc.status, exc.code
+        except Exception:
+            # An unexpected failure is still a request to record: audit and metrics see it.
+            rejection = Rejected(500, "internal_error", "the request failed unexpectedly")
+        if rejection is not None:
+            ctx.status, ctx.code = rejection.status, rejection.code
         failure: Rejected | None = None
         for finalize in self.finalizers:
             try:
                 await finalize(ctx)
-            except Rejected as exc:
+            except Exception as exc:
                 # A finalizer that cannot record the request (audit store down) wins.
+                if not isinstance(exc, Rejected):
+                    exc = Rejected(500, "internal_error", "the request could not be recorded")
                 failure = failure or exc
                 ctx.status, ctx.code = exc.status, exc.code
         if failure is not None:

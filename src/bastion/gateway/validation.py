@@ -95,6 +95,11 @@ def parse_json(body: bytes, max_depth: int) -> Any:
         raise Rejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise Rejected(400, "json_too_deep", "the JSON is nested too deeply") from None
+    except (ValueError, OverflowError):
+        # json refuses integers beyond sys.get_int_max_str_digits() with a plain ValueError.
+        raise Rejected(
+            422, "number_too_large", "the body holds a number with too many digits"
+        ) from None
 
 
 def parse_infer_request(
@@ -148,6 +153,10 @@ def parse_infer_request(
         raise Rejected(422, "invalid_data", "'data' must be a list of numbers")
     try:
         values = np.asarray(data, dtype=np.float64)
+    except OverflowError:
+        raise Rejected(
+            422, "number_too_large", "'data' holds a number too large for a float"
+        ) from None
     except (ValueError, TypeError):
         raise Rejected(
             422, "invalid_data", "'data' must hold only numbers, flat or nested to the shape"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from gateway_helpers import Running, make_config, start
+import sqlalchemy as sa
+from gateway_helpers import PG, Running, make_config, start
 
 
 @pytest.fixture
@@ -34,3 +36,16 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     gw = start(make_config(), tmp_path_factory.mktemp("shared"))
     yield gw
     gw.stop()
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A PostgreSQL schema of this test's own, dropped afterwards."""
+    name = f"bastion_test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(PG.format(port=5432))
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    yield name
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
+    engine.dispose()

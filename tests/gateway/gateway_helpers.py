@@ -18,6 +18,7 @@ from bastion.gateway import create_app
 from bastion.gateway.app import Gateway
 from bastion.gateway.config import ModelEntry, ServeConfig
 
+PG = "postgresql+psycopg://postgres@127.0.0.1:{port}/test"
 MODEL = "digits-cnn"
 INFER = f"/v2/models/{MODEL}/infer"
 
@@ -26,6 +27,11 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def pg_url(port: int, schema: str) -> str:
+    """The test PostgreSQL (or a proxy in front of it on `port`), confined to `schema`."""
+    return PG.format(port=port) + f"?options=-csearch_path%3D{schema}"
 
 
 def infer_body(batch: int = 1, seed: int = 0, request_id: str | None = None) -> dict[str, Any]:

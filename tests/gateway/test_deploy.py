@@ -14,10 +14,19 @@ from bastion.zoo import build
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """digits-cnn saved in its safe format, in a directory of its own (a new 'version')."""
-    directory = tmp_path_factory.mktemp("v2")
+    """digits-cnn saved in its safe format, in a directory of its own (a new 'version').
+
+    Its parent is the gateway's `[deploy] models_root` in these tests.
+    """
+    directory = tmp_path_factory.mktemp("models") / "v2"
+    directory.mkdir()
     save_model(build("digits-cnn"), directory / "model.safetensors")
+    save_model(build("cancer-logreg"), directory.parent / "logreg.skops")
     return directory
+
+
+def root(model_dir: Path) -> dict[str, str]:
+    return {"models_root": str(model_dir.parent)}
 
 
 def operator(gw: Running) -> tuple[str, list[str]]:
@@ -33,7 +42,7 @@ def versions_seen(gw: Running, key: str, n: int) -> set[str]:
 
 
 def test_register_switch_and_canary(serve, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    gw = serve()
+    gw = serve(deploy=root(model_dir))
     client_key = gw.key()
     op, codes = operator(gw)
     spec = str(model_dir / "model.safetensors")
@@ -64,7 +73,7 @@ def test_register_switch_and_canary(serve, model_dir: Path) -> None:  # type: ig
 
 def test_deployment_state_survives_a_restart(serve, model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     state = tmp_path / "state"
-    gw = serve(state_dir=state)
+    gw = serve(state_dir=state, deploy=root(model_dir))
     op, codes = operator(gw)
     spec = str(model_dir / "model.safetensors")
     gw.client(op, codes[0]).post(
@@ -78,12 +87,12 @@ def test_deployment_state_survives_a_restart(serve, model_dir: Path, tmp_path: P
     )
     key = gw.key()
     gw.stop()
-    again = serve(state_dir=state)
+    again = serve(state_dir=state, deploy=root(model_dir))
     assert versions_seen(again, key, 3) == {"v2"}
 
 
 def test_bad_deployment_requests(serve, model_dir: Path) -> None:  # type: ignore[no-untyped-def]
-    gw = serve()
+    gw = serve(deploy=root(model_dir))
     op, codes = operator(gw)
     bad = gw.client(op, codes[0]).put(
         "/admin/models/digits-cnn/weights", json={"weights": {"v9": 1}}
@@ -96,7 +105,7 @@ def test_bad_deployment_requests(serve, model_dir: Path) -> None:  # type: ignor
     )
     assert refused.status_code == 422 and refused.json()["error"]["code"] == "model_refused"
     mismatch = gw.client(op, codes[2]).post(
-        "/admin/models/digits-cnn/versions", json={"variant": "v4", "spec": "builtin:cancer-logreg"}
+        "/admin/models/digits-cnn/versions", json={"variant": "v4", "spec": "logreg.skops"}
     )
     assert mismatch.json()["error"]["code"] == "signature_mismatch"
     client = gw.key()
@@ -129,7 +138,7 @@ def test_unsigned_models_are_refused_when_signing_is_required(serve, model_dir: 
         for extra in model_dir.glob("model.safetensors.*"):
             (signed_dir / extra.name).write_bytes(extra.read_bytes())
         sign_model(signed_dir, ikeys.load_private_key(keydir / "private.pem", None))
-    gw = serve(deploy={"trusted_keys": [str(public)]}, models=[])
+    gw = serve(deploy={"trusted_keys": [str(public)], **root(model_dir)}, models=[])
     op, codes = operator(gw)
     unsigned = gw.client(op, codes[0]).post(
         "/admin/models/digits-cnn/versions", json={"variant": "v1", "spec": str(model_dir)}

@@ -7,32 +7,10 @@ themselves keep running.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
-import pytest
 import redis
-import sqlalchemy as sa
-from gateway_helpers import INFER, free_port, infer_body
+from gateway_helpers import INFER, free_port, infer_body, pg_url
 from tcp_proxy import Proxy
-
-PG = "postgresql+psycopg://postgres@127.0.0.1:{port}/test"
-
-
-@pytest.fixture
-def pg_schema() -> Iterator[str]:
-    """A PostgreSQL schema of this test's own, dropped afterwards."""
-    name = f"bastion_test_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(PG.format(port=5432))
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
-    yield name
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{name}" CASCADE'))
-    engine.dispose()
-
-
-def pg_url(port: int, schema: str) -> str:
-    return PG.format(port=port) + f"?options=-csearch_path%3D{schema}"
 
 
 def test_redis_down_fails_closed_then_recovers(serve) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bastion import __version__
 from bastion.core.errors import ConfigError
 from bastion.core.paths import data_dir
-from bastion.gateway.audit import AuditFinalizer, open_audit_log
+from bastion.gateway.audit import AuditFinalizer, audit_before_change, open_audit_log
 from bastion.gateway.chain import Chain, Context, Finalizer, Rejected, Stage
 from bastion.gateway.config import ServeConfig
 from bastion.gateway.defence_config import check_chain
@@ -47,7 +48,9 @@ class Gateway:
             server_secret(self.state_dir, config.auth.secret_file),
             config.auth.key_cache_seconds,
         )
-        self.deployments = Deployments(self.engine, config.deploy)
+        self.deployments = Deployments(
+            self.engine, config.deploy, config.deploy.models_root or self.state_dir / "models"
+        )
         self.limiter = make_limiter(config.limits) if config.limits.enabled else None
         self.audit_log: Any = None
         self.finalizers: list[Finalizer] = [self._record_metrics]
@@ -66,6 +69,8 @@ class Gateway:
     def start(self) -> None:
         """Load the models and open the audit log (in the serving process)."""
         self.deployments.bootstrap(self.config.models)
+        if self.config.deploy.models_root is None:
+            self.deployments.models_root.mkdir(parents=True, exist_ok=True)
         if self.config.audit.enabled:
             try:
                 self.audit_log = open_audit_log(
@@ -305,6 +310,9 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
 
     # -- admin API: keys (admin role) -------------------------------------------------------
 
+    async def audit_change(ctx: Context, detail: Any) -> None:
+        await audit_before_change(gw.audit_log, gw.metrics, ctx, detail)
+
     def tenant_of(ctx: Context) -> str:
         return ctx.principal.tenant if ctx.principal else "default"
 
@@ -323,31 +331,33 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
     async def _create_key(ctx: Context) -> None:
         body = await _parse_body(ctx, NewKey)
         expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
-        raw, info = gw.keys.create(body.name, body.role, tenant_of(ctx), expires)
-        ctx.extra["audit_detail"] = {"created_key": info.key_id, "role": info.role}
+        raw, row = gw.keys.draft(body.name, body.role, tenant_of(ctx), expires)
         ctx.status = 201
+        await audit_change(ctx, {"created_key": row["key_id"], "role": row["role"]})
+        info = gw.keys.commit(row)
         ctx.result = {"key": raw, **_key_json(info, time.time())}
 
     async def _revoke_key(ctx: Context) -> None:
         key_id = ctx.extra["key_id"]
         owned_key(ctx, key_id)
+        await audit_change(ctx, {"revoked_key": key_id})
         info = gw.keys.revoke(key_id)
-        ctx.extra["audit_detail"] = {"revoked_key": key_id}
         ctx.result = _key_json(info, time.time())
 
     async def _rotate_key(ctx: Context) -> None:
         key_id = ctx.extra["key_id"]
         owned_key(ctx, key_id)
         body = await _parse_body(ctx, Rotation)
-        raw, info = gw.keys.rotate(key_id, body.grace_seconds)
-        ctx.extra["audit_detail"] = {"rotated_key": key_id, "new_key": info.key_id}
+        raw, row = gw.keys.draft_rotation(key_id)
+        await audit_change(ctx, {"rotated_key": key_id, "new_key": row["key_id"]})
+        info = gw.keys.commit_rotation(key_id, row, body.grace_seconds)
         ctx.result = {"key": raw, **_key_json(info, time.time())}
 
     async def _show_config(ctx: Context) -> None:
         shown = json.loads(config.model_dump_json())
-        for section, key in (("store", "url"), ("audit", "url"), ("limits", "storage")):
-            shown[section][key] = _hide_password(shown[section][key])
-        ctx.result = shown
+        tenant = tenant_of(ctx)
+        shown["models"] = [m for m in shown.get("models", []) if m.get("tenant") == tenant]
+        ctx.result = mask_secrets(shown)
 
     chains = {
         "keys_list": gw.guarded("keys_list", _list_keys, role="admin"),
@@ -396,30 +406,33 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
     async def _register(ctx: Context) -> None:
         body = await _parse_body(ctx, NewVersion)
         by = ctx.principal.key_id if ctx.principal else "anonymous"
-        dep = gw.deployments.register(
-            ctx.model_name or "", body.variant, body.spec, tenant_of(ctx), by, body.signature
+        name, tenant = ctx.model_name or "", tenant_of(ctx)
+        entry = gw.deployments.prepare_version(
+            name, body.variant, body.spec, tenant, body.signature
         )
         ctx.variant = body.variant
-        ctx.extra["audit_detail"] = {
-            "registered": body.variant,
-            "digest": dep.variants[body.variant].digest,
-        }
         ctx.status = 201
+        await audit_change(ctx, {"registered": body.variant, "digest": entry.digest})
+        dep = gw.deployments.commit_version(name, tenant, entry, by)
         ctx.result = dep.public()
 
     async def _set_weights(ctx: Context) -> None:
         body = await _parse_body(ctx, Weights)
-        dep = gw.deployments.set_weights(ctx.model_name or "", body.weights, tenant_of(ctx))
+        dep, new = gw.deployments.plan_weights(ctx.model_name or "", body.weights, tenant_of(ctx))
+        await audit_change(ctx, {"weights": new})
+        dep = gw.deployments.commit_weights(dep, new)
         _publish_weights(gw, dep.name, dep.weights)
-        ctx.extra["audit_detail"] = {"weights": dep.weights}
         ctx.result = dep.public()
 
     async def _activate(ctx: Context) -> None:
         body = await _parse_body(ctx, Activation)
-        dep = gw.deployments.set_weights(ctx.model_name or "", {body.variant: 1.0}, tenant_of(ctx))
-        _publish_weights(gw, dep.name, dep.weights)
+        dep, new = gw.deployments.plan_weights(
+            ctx.model_name or "", {body.variant: 1.0}, tenant_of(ctx)
+        )
         ctx.variant = body.variant
-        ctx.extra["audit_detail"] = {"active": body.variant}
+        await audit_change(ctx, {"active": body.variant})
+        dep = gw.deployments.commit_weights(dep, new)
+        _publish_weights(gw, dep.name, dep.weights)
         ctx.result = dep.public()
 
     chains.update(
@@ -471,17 +484,47 @@ def _infer_doc() -> dict[str, Any]:
     }
 
 
-def _hide_password(url: str | None) -> str | None:
-    """A store URL with any password replaced by ***."""
-    if not url or "@" not in url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
+SECRET_NAME = re.compile(r"key|secret|passw|token|credential|auth", re.IGNORECASE)
+MASK = "***"
 
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+
+def mask_secrets(value: Any, name: str = "") -> Any:
+    """A copy of a config tree with every secret-like value replaced by ***.
+
+    Any field whose name mentions a key, secret, password, token, credential or auth is
+    masked (unless empty or a number); every URL anywhere loses its userinfo password
+    and all query parameter values, which drivers use for passwords and tokens too.
+    """
+    if isinstance(value, dict):
+        return {k: mask_secrets(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v, name) for v in value]
+    if value is None or isinstance(value, bool | int | float) or value == "":
+        return value
+    if SECRET_NAME.search(name):
+        return MASK
+    return _mask_url(value) if isinstance(value, str) else value
+
+
+def _mask_url(text: str) -> str:
+    """`text` with a URL's password and query values masked; other strings unchanged."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    if "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+        if "@" not in parts.netloc and not parts.query and not parts.fragment:
+            return text
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user = userinfo.split(":", 1)[0]
+            netloc = f"{user}:{MASK}@{host}" if ":" in userinfo else f"{MASK}@{host}"
+        query = urlencode([(k, MASK) for k, _ in parse_qsl(parts.query, keep_blank_values=True)])
+        return urlunsplit(parts._replace(netloc=netloc, query=query, fragment=""))
+    except ValueError:
+        return MASK
 
 
 def _publish_weights(gw: Gateway, model: str, weights: dict[str, float]) -> None:

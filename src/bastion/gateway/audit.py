@@ -94,6 +94,8 @@ class AuditFinalizer:
         self.fail_open = fail_open
 
     async def __call__(self, ctx: Context) -> None:
+        if ctx.extra.get("audited") and ctx.status < 400:
+            return  # an admin change recorded before it was committed
         started = time.perf_counter()
         try:
             seq = await self.log.append(audit_record(ctx))
@@ -107,3 +109,24 @@ class AuditFinalizer:
         self.metrics.audit_lag.observe(time.perf_counter() - started)
         self.metrics.audit_pending.set(getattr(self.log, "pending", 0))
         ctx.response_headers["Bastion-Audit-Index"] = str(seq)
+
+
+async def audit_before_change(log: Any, metrics: Metrics, ctx: Context, detail: Any) -> None:
+    """Record an admin change before it is committed; an unrecordable change is refused.
+
+    Admin changes fail closed whatever `fail_open` says: a failed append raises 503 and
+    the caller commits nothing. Should the commit fail afterwards, the finalizer appends
+    a second record with the failure, so the log never shows a change without its outcome.
+    """
+    ctx.extra["audit_detail"] = detail
+    if log is None:
+        return
+    try:
+        seq = await log.append(audit_record(ctx))
+    except Exception as exc:
+        metrics.audit_failures.inc()
+        raise Rejected(
+            503, "audit_unavailable", f"the audit log cannot commit: {type(exc).__name__}"
+        ) from exc
+    ctx.response_headers["Bastion-Audit-Index"] = str(seq)
+    ctx.extra["audited"] = True

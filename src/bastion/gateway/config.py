@@ -86,6 +86,9 @@ class DeployConfig(Section):
     require_signed: bool = False
     trusted_keys: list[Path] = Field(default_factory=list)
     refresh_seconds: float = Field(default=2.0, ge=0)
+    # Versions registered through the admin API must be files (or signed bundle
+    # directories) inside this directory; default `<state_dir>/models`.
+    models_root: Path | None = None
 
 
 class MetricsConfig(Section):

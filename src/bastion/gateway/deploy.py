@@ -8,6 +8,7 @@ every `deploy.refresh_seconds`.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -104,9 +105,10 @@ def load_variant_model(
 class Deployments:
     """The gateway's models, persisted in the store and refreshed from it."""
 
-    def __init__(self, engine: Engine, config: DeployConfig) -> None:
+    def __init__(self, engine: Engine, config: DeployConfig, models_root: Path) -> None:
         self.engine = engine
         self.config = config
+        self.models_root = models_root
         self.models: dict[str, Deployment] = {}
         self.rng = random.Random()
         self._refreshed = 0.0
@@ -159,23 +161,27 @@ class Deployments:
                 dep.variants[row["variant"]] = Variant(
                     row["variant"], model, row["spec"], row["digest"], signed
                 )
-            dep.weights[row["variant"]] = row["weight"]
+            weight = row["weight"]
+            finite = math.isfinite(weight) and weight >= 0
+            dep.weights[row["variant"]] = weight if finite else 0.0
 
-    def register(
-        self, name: str, variant: str, spec: str, tenant: str, by: str, signature: str | None = None
-    ) -> Deployment:
-        """Add a version (weight 0) after loading and verifying it."""
-        dep = self.get(name)
+    def prepare_version(
+        self, name: str, variant: str, spec: str, tenant: str, signature: str | None = None
+    ) -> Variant:
+        """Load and verify a version from the models root; nothing is stored yet."""
+        self.refresh(force=True)
+        dep = self.models.get(name)
         if dep is not None and dep.tenant != tenant:
             raise Rejected(404, "model_not_found", f"no model named {name!r}")
         if dep is not None and variant in dep.variants:
             raise Rejected(
                 409, "variant_exists", f"model {name!r} already has a variant {variant!r}"
             )
+        path = confine_spec(spec, self.models_root)
         try:
-            model, signed = load_variant_model(spec, self.config, signature)
-        except BastionError as exc:
-            raise Rejected(422, "model_refused", exc.message) from None
+            model, signed = load_variant_model(str(path), self.config, signature)
+        except (BastionError, OSError, ValueError):
+            raise _refused() from None
         if dep is not None and (dep.signature.input_shape, dep.signature.n_classes) != (
             model.input_shape,
             model.n_classes,
@@ -185,36 +191,93 @@ class Deployments:
                 "signature_mismatch",
                 "the new version's input shape or classes differ from the model's",
             )
-        entry = Variant(variant, model, spec, spec_digest(spec), signed, signature)
+        return Variant(variant, model, str(path), spec_digest(str(path)), signed, signature)
+
+    def commit_version(self, name: str, tenant: str, entry: Variant, by: str) -> Deployment:
+        """Store a prepared version (weight 0); refuse a name another tenant owns."""
         with _Guarded(self.engine, begin=True) as conn:
+            owner = conn.execute(
+                select(deployments.c.tenant).where(
+                    deployments.c.model == name, deployments.c.tenant != tenant
+                )
+            ).first()
+            if owner is not None:
+                raise Rejected(404, "model_not_found", f"no model named {name!r}")
             conn.execute(insert(deployments).values(**_row(name, tenant, entry, 0.0, by)))
         dep = self.models.setdefault(name, Deployment(name, tenant))
-        dep.variants[variant] = entry
-        dep.weights[variant] = 0.0
+        dep.variants[entry.name] = entry
+        dep.weights[entry.name] = 0.0
         return dep
 
-    def set_weights(self, name: str, weights: dict[str, float], tenant: str) -> Deployment:
-        """Blue-green (one variant at 1) or canary (several positive weights)."""
+    def plan_weights(
+        self, name: str, weights: dict[str, float], tenant: str
+    ) -> tuple[Deployment, dict[str, float]]:
+        """Validate blue-green (one variant at 1) or canary weights; nothing is stored yet."""
         dep = self.get(name)
         if dep is None or dep.tenant != tenant:
             raise Rejected(404, "model_not_found", f"no model named {name!r}")
         unknown = sorted(set(weights) - set(dep.variants))
         if unknown:
             raise Rejected(422, "unknown_variant", f"model {name!r} has no variant {unknown[0]!r}")
-        if any(w < 0 or w != w for w in weights.values()) or sum(weights.values()) <= 0:
+        values = [float(w) for w in weights.values()]
+        if (
+            not all(math.isfinite(w) and w >= 0 for w in values)
+            or not math.isfinite(sum(values))
+            or sum(values) <= 0
+        ):
             raise Rejected(
-                422, "invalid_weights", "weights must be non-negative and sum to more than 0"
+                422,
+                "invalid_weights",
+                "weights must be finite, non-negative and sum to more than 0",
             )
-        new = {v: float(weights.get(v, 0.0)) for v in dep.variants}
+        return dep, {v: float(weights.get(v, 0.0)) for v in dep.variants}
+
+    def commit_weights(self, dep: Deployment, new: dict[str, float]) -> Deployment:
         with _Guarded(self.engine, begin=True) as conn:
             for variant, weight in new.items():
                 conn.execute(
                     update(deployments)
-                    .where(deployments.c.model == name, deployments.c.variant == variant)
+                    .where(deployments.c.model == dep.name, deployments.c.variant == variant)
                     .values(weight=weight)
                 )
         dep.weights = new
         return dep
+
+
+def _refused() -> Rejected:
+    """One answer for every refused spec, so it reveals nothing about paths on the server."""
+    return Rejected(
+        422,
+        "model_refused",
+        "the model was refused; register a safe model file or signed bundle from the "
+        "models root ([deploy] models_root), by a path relative to it",
+    )
+
+
+def confine_spec(spec: str, root: Path) -> Path:
+    """The real path of `spec` inside `root`; URLs, built-ins and anything outside are refused.
+
+    The path is resolved (symlinks followed) before the containment check, so a symlink
+    pointing out of the root is refused like a path outside it; a bundle directory must
+    hold nothing that resolves outside the root either.
+    """
+    if "://" in spec or spec.startswith("builtin:") or "\x00" in spec:
+        raise _refused()
+    try:
+        real_root = root.resolve(strict=True)
+        candidate = Path(spec)
+        real = (candidate if candidate.is_absolute() else real_root / candidate).resolve(
+            strict=True
+        )
+        if not real.is_relative_to(real_root) or real == real_root:
+            raise _refused()
+        if real.is_dir():
+            for child in real.rglob("*"):
+                if not child.resolve(strict=True).is_relative_to(real_root):
+                    raise _refused()
+    except (OSError, RuntimeError, ValueError):
+        raise _refused() from None
+    return real
 
 
 def _row(name: str, tenant: str, variant: Variant, weight: float, by: str) -> dict[str, Any]:

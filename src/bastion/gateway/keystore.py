@@ -111,6 +111,13 @@ class KeyStore:
         self, name: str, role: str, tenant: str = "default", expires_at: float | None = None
     ) -> tuple[str, KeyInfo]:
         """A new key; the returned secret is shown once and never stored."""
+        raw, row = self.draft(name, role, tenant, expires_at)
+        return raw, self.commit(row)
+
+    def draft(
+        self, name: str, role: str, tenant: str = "default", expires_at: float | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        """A new key and its row, not yet stored (so the change can be audited first)."""
         if role not in ROLES:
             raise UsageError(f"unknown role {role!r}", fix=f"choose one of: {', '.join(ROLES)}")
         if not name.strip() or not tenant.strip():
@@ -119,14 +126,13 @@ class KeyStore:
             )
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        now = time.time()
         row = {
             "key_id": key_id,
             "digest": self._digest(secret),
             "name": name,
             "role": role,
             "tenant": tenant,
-            "created_at": now,
+            "created_at": time.time(),
             "expires_at": expires_at,
             "revoked_at": None,
             "mfa_secret": None,
@@ -134,9 +140,13 @@ class KeyStore:
             "mfa_failures": 0,
             "mfa_locked_until": 0.0,
         }
+        return f"{KEY_PREFIX}_{key_id}_{secret}", row
+
+    def commit(self, row: dict[str, Any]) -> KeyInfo:
+        """Store a drafted key row."""
         with self._begin() as conn:
             conn.execute(insert(api_keys).values(**row))
-        return f"{KEY_PREFIX}_{key_id}_{secret}", _info(row)
+        return _info(row)
 
     def list(self, tenant: str | None = None) -> list[KeyInfo]:
         query = select(api_keys).order_by(api_keys.c.created_at)
@@ -164,6 +174,15 @@ class KeyStore:
 
     def rotate(self, key_id: str, grace_seconds: float = 0.0) -> tuple[str, KeyInfo]:
         """A new key with the same name, role, tenant and TOTP; the old one ends after the grace."""
+        raw, row = self.draft_rotation(key_id)
+        return raw, self.commit_rotation(key_id, row, grace_seconds)
+
+    def draft_rotation(self, key_id: str) -> tuple[str, dict[str, Any]]:
+        """The successor of an active key, not yet stored.
+
+        It inherits the TOTP secret and the last accepted step, so a code already used
+        on the old key cannot be replayed on the new one.
+        """
         old = self._fetch(key_id)
         if old is None:
             raise InputError(f"no key with id {key_id}", fix="see `bastion keys list`")
@@ -171,15 +190,22 @@ class KeyStore:
             raise UsageError(
                 f"key {key_id} is {_info(old).status(time.time())}", fix="create a new key instead"
             )
-        raw, info = self.create(old["name"], old["role"], old["tenant"], old["expires_at"])
+        raw, row = self.draft(old["name"], old["role"], old["tenant"], old["expires_at"])
+        row["mfa_secret"] = self._reseal(old["mfa_secret"], key_id, row["key_id"])
+        row["mfa_last_step"] = old["mfa_last_step"]
+        return raw, row
+
+    def commit_rotation(self, key_id: str, row: dict[str, Any], grace_seconds: float) -> KeyInfo:
+        """Store the successor and schedule the old key's end, in one transaction."""
         with self._begin() as conn:
+            conn.execute(insert(api_keys).values(**row))
             conn.execute(
                 update(api_keys)
-                .where(api_keys.c.key_id == info.key_id)
-                .values(mfa_secret=self._reseal(old["mfa_secret"], key_id, info.key_id))
+                .where(api_keys.c.key_id == key_id)
+                .values(revoked_at=time.time() + grace_seconds)
             )
-        self.revoke(key_id, at=time.time() + grace_seconds)
-        return raw, self.get(info.key_id)
+        self._cache.pop(key_id, None)
+        return self.get(row["key_id"])
 
     def authenticate(self, raw: str, now: float | None = None) -> Principal:
         """The principal of a valid key, or AuthFailure naming why not."""
@@ -240,6 +266,9 @@ class KeyStore:
             raise AuthFailure(
                 401, "missing_totp", "this action needs a TOTP code in the X-Bastion-OTP header"
             )
+        if not (code.isascii() and code.isdigit() and len(code) == 6):
+            self._count_failure(key_id, row, max_failures, lockout_seconds, now)
+            raise AuthFailure(401, "invalid_totp", "the TOTP code must be 6 ASCII digits")
         totp = pyotp.TOTP(self._unseal(row["mfa_secret"], key_id), interval=TOTP_STEP)
         step = int(now // TOTP_STEP)
         matched = next(

@@ -25,12 +25,13 @@ class ExtractionResult:
     """A clone, how closely it follows the victim, and what it cost.
 
     `fidelity` is top-1 agreement with the victim on held-out inputs; `curve` holds
-    (queries used, fidelity) after each training round.
+    (queries used, fidelity) after each training round. Both are absent (None, empty) when
+    the attack ran without an evaluation set. `queries` counts only the attack's own queries.
     """
 
     method: str
     clone: Model
-    fidelity: float
+    fidelity: float | None
     accuracy: float | None
     victim_accuracy: float | None
     queries: int
@@ -66,34 +67,70 @@ def fidelity(victim: Model, clone: Model, x: np.ndarray) -> float:
     return float((predict_labels(victim, x) == predict_labels(clone, x)).mean())
 
 
+@dataclass(frozen=True)
+class _Reference:
+    """Held-out inputs with the victim's labels on them, read once before the attack starts so
+    that measuring the clone never sends evaluation rows through the attacker's channel."""
+
+    x: np.ndarray
+    victim_labels: np.ndarray
+    true_labels: np.ndarray | None
+
+    def agreement(self, clone: Model) -> float:
+        return float((predict_labels(clone, self.x) == self.victim_labels).mean())
+
+
+def _reference(
+    model: Model, evaluation: Dataset | None, evaluation_labels: np.ndarray | None
+) -> _Reference | None:
+    """The evaluation set and the victim's labels on it (given, or read once from `model`)."""
+    if evaluation is None:
+        if evaluation_labels is not None:
+            raise UsageError(
+                "evaluation_labels were given without an evaluation set",
+                fix="pass the evaluation Dataset the labels belong to",
+            )
+        return None
+    x = check_features(model, evaluation.x, "evaluation data")
+    if evaluation_labels is None:
+        labels = predict_labels(model, x)
+    else:
+        labels = np.asarray(evaluation_labels)
+        if labels.shape != (len(x),):
+            raise DataError(
+                f"evaluation_labels has shape {labels.shape}, expected ({len(x)},)",
+                fix="pass one victim label per evaluation row",
+            )
+    return _Reference(x, labels, evaluation.labels if evaluation.y is not None else None)
+
+
 def _scores(
     method: str,
-    victim: Model,
     clone: Model,
-    evaluation: Dataset,
+    reference: _Reference | None,
     queries: int,
     label_only: bool,
     curve: list[tuple[int, float]],
 ) -> ExtractionResult:
-    x = check_features(victim, evaluation.x, "evaluation data")
-    acc = victim_acc = None
-    if evaluation.y is not None:
-        acc = float((predict_labels(clone, x) == evaluation.labels).mean())
-        victim_acc = float((predict_labels(victim, x) == evaluation.labels).mean())
+    acc = victim_acc = agreement = None
+    if reference is not None:
+        agreement = reference.agreement(clone)
+        if reference.true_labels is not None:
+            acc = float((predict_labels(clone, reference.x) == reference.true_labels).mean())
+            victim_acc = float((reference.victim_labels == reference.true_labels).mean())
     return ExtractionResult(
-        method,
-        clone,
-        fidelity(victim, clone, x),
-        acc,
-        victim_acc,
-        queries,
-        label_only,
-        tuple(curve),
+        method, clone, agreement, acc, victim_acc, queries, label_only, tuple(curve)
     )
 
 
 def equation_solving(
-    model: Model, attacker_x: np.ndarray, evaluation: Dataset, *, seed: int, spread: float = 0.5
+    model: Model,
+    attacker_x: np.ndarray,
+    evaluation: Dataset | None,
+    *,
+    seed: int,
+    spread: float = 0.5,
+    evaluation_labels: np.ndarray | None = None,
 ) -> ExtractionResult:
     """Recover a (multinomial) logistic regression from d+1 probability vectors by solving
     log(p_k / p_0) = (w_k - w_0) . x + (b_k - b_0) exactly.
@@ -101,6 +138,7 @@ def equation_solving(
     Queries sit around the mean of the attacker's unlabelled data (`spread` standard deviations
     away) so that probabilities stay far from 0 and 1. Exact for models linear in the raw input
     (including a StandardScaler in front); for anything else the fidelity shows the mismatch.
+    Evaluation works as in `extract`.
     """
     x_ref = (
         check_features(model, attacker_x, "attacker data")
@@ -112,6 +150,7 @@ def equation_solving(
     center = x_ref.mean(axis=0)
     std = x_ref.std(axis=0) if len(x_ref) > 1 else np.abs(center)
     std = np.where(std > 0, std, 1.0)
+    reference = _reference(model, evaluation, evaluation_labels)
     queries = (center + spread * std * rng.standard_normal((d + 1, d))).astype(np.float32)
     oracle = Oracle(model, budget=d + 1)
     probs = oracle.query(queries.reshape((d + 1, *model.input_shape)))
@@ -131,13 +170,13 @@ def equation_solving(
     weights = np.vstack([np.zeros((1, d)), solution[:d].T])
     bias = np.concatenate([[0.0], solution[d]])
     clone = LinearSoftmaxModel(weights, bias, model.input_shape, model.input_bounds)
-    return _scores("equation-solving", model, clone, evaluation, oracle.queries, False, [])
+    return _scores("equation-solving", clone, reference, oracle.queries, False, [])
 
 
 def extract(
     model: Model,
     attacker_x: np.ndarray,
-    evaluation: Dataset,
+    evaluation: Dataset | None,
     *,
     strategy: str,
     budget: int,
@@ -145,12 +184,19 @@ def extract(
     label_only: bool | None = None,
     rounds: int = 4,
     settings: CloneSettings | None = None,
+    evaluation_labels: np.ndarray | None = None,
 ) -> ExtractionResult:
     """Train a clone from at most `budget` victim answers chosen by `strategy` (see STRATEGIES).
 
     `attacker_x` is the attacker's own unlabelled data (seed set / pool material). With
     `label_only=None` the clone trains on probabilities unless the API turns out to return only
     labels; `label_only=True` forces the label-only variant.
+
+    Only the attack's queries (exactly `budget` rows at most) go to `model` during the attack.
+    The fidelity curve compares the clone with the victim's labels on `evaluation`: pass them
+    as `evaluation_labels` (required when `model` is a monitored API, so evaluation rows never
+    look like attacker traffic); otherwise they are read from `model` once, before the attack.
+    With `evaluation=None` there is no fidelity and no curve.
     """
     if strategy not in STRATEGIES:
         raise UsageError(
@@ -161,17 +207,15 @@ def extract(
     x_att = check_features(model, attacker_x, "attacker data")
     if len(x_att) == 0:
         raise DataError("the attacker data is empty", fix="give at least one unlabelled example")
-    check_features(model, evaluation.x, "evaluation data")
-    run = _Run(model, x_att, evaluation.x, budget, seed, label_only, settings or CloneSettings())
+    reference = _reference(model, evaluation, evaluation_labels)
+    run = _Run(model, x_att, reference, budget, seed, label_only, settings or CloneSettings())
     if strategy in ("random", "natural"):
         run.fixed_pool(strategy, rounds)
     elif strategy == "jacobian":
         run.jacobian(rounds)
     else:
         run.knockoff(rounds)
-    return _scores(
-        strategy, model, run.clone, evaluation, run.oracle.queries, run.hard_labels, run.curve
-    )
+    return _scores(strategy, run.clone, reference, run.oracle.queries, run.hard_labels, run.curve)
 
 
 class _Run:
@@ -181,7 +225,7 @@ class _Run:
         self,
         model: Model,
         x_att: np.ndarray,
-        x_eval: np.ndarray,
+        reference: _Reference | None,
         budget: int,
         seed: int,
         label_only: bool | None,
@@ -189,7 +233,7 @@ class _Run:
     ) -> None:
         self.model = model
         self.x_att = x_att
-        self.x_eval = x_eval
+        self.reference = reference
         self.oracle = Oracle(model, budget)
         self.budget = budget
         self.seed = seed
@@ -201,6 +245,7 @@ class _Run:
         self.xs: list[np.ndarray] = []
         self.ys: list[np.ndarray] = []
         self.curve: list[tuple[int, float]] = []
+        self.rounds = 0
 
     @property
     def hard_labels(self) -> bool:
@@ -222,8 +267,10 @@ class _Run:
         x, y = np.concatenate(self.xs), np.concatenate(self.ys)
         if self.hard_labels:
             y = np.eye(self.model.n_classes)[y.argmax(axis=1)]
-        fit_clone(self.clone, x, y, self.seed + len(self.curve), self.settings)
-        self.curve.append((self.oracle.queries, fidelity(self.model, self.clone, self.x_eval)))
+        fit_clone(self.clone, x, y, self.seed + self.rounds, self.settings)
+        self.rounds += 1
+        if self.reference is not None:
+            self.curve.append((self.oracle.queries, self.reference.agreement(self.clone)))
 
     def fixed_pool(self, strategy: str, rounds: int) -> None:
         if strategy == "random":
@@ -300,7 +347,7 @@ class _Run:
                 one_hot = np.eye(n_arms)[a]
                 prefs += lr * (r - baseline) * (one_hot - policy)
             baseline = (
-                0.8 * baseline + 0.2 * float(reward.mean()) if self.curve else float(reward.mean())
+                0.8 * baseline + 0.2 * float(reward.mean()) if self.rounds else float(reward.mean())
             )
             self.train()
             if not unused.any():

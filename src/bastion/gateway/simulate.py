@@ -274,7 +274,6 @@ def _extract(
     from bastion.attacks.clone import one_torch_thread
     from bastion.attacks.extraction import extract, fidelity
     from bastion.core.adapters.http import HttpModel
-    from bastion.core.dataset import Dataset
 
     raw, key_id = gw.key(f"attacker-{strategy}-{index}:0")
     remote = HttpModel(url, raw, batch_size=64)
@@ -282,7 +281,7 @@ def _extract(
         result = extract(
             remote,
             attacker_x,
-            Dataset(attacker_x[:1], None),
+            None,  # no evaluation through the API: the clone is measured offline below
             strategy=strategy,
             budget=s.budget,
             seed=seed,
@@ -347,7 +346,6 @@ def _dawn(
     from bastion.attacks.clone import CloneSettings, one_torch_thread
     from bastion.attacks.extraction import extract
     from bastion.core.adapters.http import HttpModel
-    from bastion.core.dataset import Dataset
     from bastion.defenses.dawn import read_pairs, verify_clone
     from bastion.zoo import entry
 
@@ -357,7 +355,7 @@ def _dawn(
         clone = extract(
             remote,
             attacker_x,
-            Dataset(attacker_x[:1], None),
+            None,  # no evaluation through the API: the clone is measured offline below
             strategy="random",
             budget=s.dawn_budget,
             seed=s.seed,

@@ -8,7 +8,7 @@ from bastion.assess.check import AssessmentData, Budget, ProgressFn
 from bastion.assess.plots import new_figure, to_plot
 from bastion.core.errors import UsageError
 from bastion.core.finding import Finding, Plot, Severity, severity_from_thresholds
-from bastion.core.model import Model
+from bastion.core.model import Model, predict_labels
 
 RECOMMENDATION = (
     "Expose less per query and fewer queries: return rounded scores or only the top-1 label "
@@ -38,10 +38,14 @@ class ExtractionCheck:
         order = np.random.default_rng(seed).permutation(len(data.test))
         attacker = data.test.subset(np.sort(order[: len(order) // 2]))
         evaluation = data.test.subset(np.sort(order[len(order) // 2 :]))
+        # The assessor's reference, read once: the attacks' own queries stay within the budget.
+        victim_labels = predict_labels(model, evaluation.x)
         findings: list[Finding] = []
         if len(model.input_shape) == 1:
             try:
-                solved = equation_solving(model, attacker.x, evaluation, seed=seed)
+                solved = equation_solving(
+                    model, attacker.x, evaluation, seed=seed, evaluation_labels=victim_labels
+                )
                 findings.append(self._equation_solving(solved))
             except UsageError as exc:  # label-only or saturated outputs: nothing to solve
                 findings.append(self._not_solvable(exc.message))
@@ -61,10 +65,11 @@ class ExtractionCheck:
                         seed=seed,
                         rounds=rounds,
                         settings=settings,
+                        evaluation_labels=victim_labels,
                     )
                 )
                 progress((i + 1) / (len(STRATEGIES) + 1))
-            best = max(results, key=lambda r: r.fidelity)
+            best = max(results, key=_agreement)
             label_only = extract(
                 model,
                 attacker.x,
@@ -75,20 +80,22 @@ class ExtractionCheck:
                 rounds=rounds,
                 settings=settings,
                 label_only=True,
+                evaluation_labels=victim_labels,
             )
         progress(1.0)
+        best_fidelity = _agreement(best)
         findings.append(
             Finding(
                 id="extraction.learning",
                 check=self.name,
-                title=f"A clone agrees with the model on {best.fidelity:.1%} of held-out inputs "
+                title=f"A clone agrees with the model on {best_fidelity:.1%} of held-out inputs "
                 f"after "
                 f"{best.queries} queries ({best.method})",
                 severity=severity_from_thresholds(
-                    best.fidelity, FIDELITY_LEVELS, higher_is_worse=True
+                    best_fidelity, FIDELITY_LEVELS, higher_is_worse=True
                 ),
                 metric="clone_fidelity",
-                value=best.fidelity,
+                value=best_fidelity,
                 threshold=0.9,
                 evidence={
                     "query_budget": queries,
@@ -121,15 +128,16 @@ class ExtractionCheck:
         from bastion.attacks.extraction import ExtractionResult
 
         assert isinstance(result, ExtractionResult)
-        exact = result.fidelity >= 0.99
+        agreement = _agreement(result)
+        exact = agreement >= 0.99
         return Finding(
             id="extraction.equation_solving",
             check=self.name,
             title=f"Solving {result.queries} equations gives a linear clone with "
-            f"{result.fidelity:.1%} fidelity",
+            f"{agreement:.1%} fidelity",
             severity=Severity.CRITICAL if exact else Severity.INFO,
             metric="equation_solving_fidelity",
-            value=result.fidelity,
+            value=agreement,
             threshold=0.99,
             evidence={
                 "queries": result.queries,
@@ -172,6 +180,13 @@ class ExtractionCheck:
         ax.set_ylim(0, 1.02)
         ax.legend(loc="lower right")
         return to_plot(fig, "Clone fidelity vs queries")
+
+
+def _agreement(result: object) -> float:
+    """The fidelity of a result that was run with an evaluation set."""
+    value = getattr(result, "fidelity", None)
+    assert value is not None, "extraction ran without an evaluation set"
+    return float(value)
 
 
 CHECK = ExtractionCheck()

@@ -9,10 +9,11 @@ the fidelity the attacker's clone reached.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bastion.assess.check import AssessmentData, Budget, ProgressFn
-from bastion.core.dataset import Dataset
 from bastion.core.finding import Finding, Severity
 from bastion.core.model import Model
 
@@ -69,44 +70,22 @@ class ExtractionDefenceCheck:
             result = extract(
                 attacker,
                 attacker_x,
-                Dataset(attacker_x[:1], None),
+                None,  # only the attack's queries reach the watched API; fidelity is offline
                 strategy=strategy,
                 budget=queries,
                 seed=seed,
                 rounds=2,
                 settings=settings,
             )
-            at = attacker.first_flag
             fid = fidelity(model, result.clone, test_x)
-            severity = (
-                Severity.HIGH
-                if at is None
-                else Severity.MEDIUM
-                if at > FLAG_WITHIN
-                else Severity.INFO
-            )
             findings.append(
-                Finding(
-                    id=f"extraction-defence.{strategy}",
-                    check=self.name,
-                    title=(
-                        f"{strategy} extraction flagged after {at} queries"
-                        if at is not None
-                        else f"{strategy} extraction not flagged within {queries} queries"
-                    ),
-                    severity=severity,
-                    metric="queries_until_flagged",
-                    value=float(at if at is not None else queries + 1),
-                    threshold=float(FLAG_WITHIN),
-                    evidence={
-                        "detectors": attacker.flagged_at,
-                        "budget": queries,
-                        "clone_fidelity_with_decoy": fid,
-                    },
-                    recommendation=(
-                        "Serve with the detect, defend_route and enforce stages "
-                        "(docs/serving-defences.md); flagged keys then get the decoy."
-                    ),
+                strategy_finding(
+                    strategy,
+                    attacker.first_flag,
+                    queries,
+                    attacker.queries,
+                    attacker.flagged_at,
+                    fid,
                 )
             )
             progress(0.3 + 0.7 * (n + 1) / len(STRATEGIES))
@@ -126,6 +105,46 @@ class ExtractionDefenceCheck:
             )
         )
         return findings
+
+
+def strategy_finding(
+    strategy: str,
+    at: int | None,
+    queries: int,
+    sent: int,
+    detectors: dict[str, int],
+    fid: float,
+) -> Finding:
+    """How soon one extraction strategy was flagged; `at=None` means never within the budget
+    `queries` (value inf, which the report writes as null: no query count is invented). `sent`
+    is how many rows reached the watched API (the attack's queries only)."""
+    flagged = f"after {at} queries" if at is not None else f"never flagged within {queries} queries"
+    return Finding(
+        id=f"extraction-defence.{strategy}",
+        check=ExtractionDefenceCheck.name,
+        title=f"{strategy} extraction flagged {flagged}"
+        if at is not None
+        else f"{strategy} extraction {flagged}",
+        severity=Severity.HIGH
+        if at is None
+        else Severity.MEDIUM
+        if at > FLAG_WITHIN
+        else Severity.INFO,
+        metric="queries_until_flagged",
+        value=float(at) if at is not None else math.inf,
+        threshold=float(FLAG_WITHIN),
+        evidence={
+            "detectors": detectors,
+            "budget": queries,
+            "queries_sent": sent,
+            "flagged": flagged,
+            "clone_fidelity_with_decoy": fid,
+        },
+        recommendation=(
+            "Serve with the detect, defend_route and enforce stages "
+            "(docs/serving-defences.md); flagged keys then get the decoy."
+        ),
+    )
 
 
 CHECK = ExtractionDefenceCheck()

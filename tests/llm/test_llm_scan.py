@@ -146,3 +146,13 @@ def test_black_flag_before_tag_smuggling_is_flagged(detector) -> None:  # type: 
     verdict = scan_prompt("Hi! \U0001f3f4" + hidden, detector=detector)
     assert verdict.flagged and verdict.label == "injection"
     assert any(r.code == "rule:tag-smuggling" for r in verdict.reasons)
+
+
+def test_canary_in_the_middle_of_a_long_output_is_found() -> None:
+    # regression: outputs were cut to their head and tail before the leak checks
+    made = canary()
+    filler = "Here is the report you asked for, section by section. " * 2_000
+    verdict = scan_output(filler + made.marker + filler, canaries=[made])
+    assert verdict.flagged and verdict.label == "leak"
+    huge = scan_output("lorem ipsum " * 200_000, canaries=[made])
+    assert huge.flagged and huge.label == "unscannable"

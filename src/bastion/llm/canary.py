@@ -14,7 +14,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from bastion.llm.normalize import bound, normalize
+from bastion.llm.normalize import MAX_SCAN_CHARS, bound, normalize
 
 _PREFIX = "bst"
 
@@ -59,7 +59,7 @@ def _base64_forms(marker: bytes) -> list[str]:
 
 def find_canary(text: str, marker: str) -> str | None:
     """How `marker` appears in `text` (e.g. "verbatim", "base64", "reversed"), or None."""
-    bounded, _ = bound(text)
+    bounded, _ = bound(text, MAX_SCAN_CHARS)
     target = _compact(marker)
     if not target:
         return None

@@ -37,6 +37,7 @@ from bastion.llm import pii
 from bastion.llm.scan import scan_output, scan_prompt
 
 _DOCUMENT_ROLES = ("tool", "function")
+_HELD_LABELS = ("injection", "unscannable")  # verdicts `on_injection` blocks or holds for review
 _REFUSAL = "[removed by Bastion: the response leaked protected content]"
 
 
@@ -244,7 +245,7 @@ class GuardProxy:
             "score": round(verdict.score, 4),
             "reasons": codes,
         }
-        if verdict.label == "injection" and self.settings.on_injection == "block":
+        if verdict.label in _HELD_LABELS and self.settings.on_injection == "block":
             raise Rejected(
                 403,
                 "prompt_injection",
@@ -503,7 +504,7 @@ def install(app: Any, settings: ProxySettings) -> GuardProxy:
         body = validate_body(ctx.body)
         body, mapping, verdict = await proxy.screen(body)
         ctx.extra["audit_detail"] = {"prompt": verdict}
-        if verdict["label"] == "injection" and settings.on_injection == "review":
+        if verdict["label"] in _HELD_LABELS and settings.on_injection == "review":
             held = proxy.reviews.add(
                 tenant_of(ctx),
                 ctx.principal.key_id if ctx.principal else None,

@@ -186,7 +186,7 @@ def scan_output(
     model's output becomes another's input).
     """
     output = as_text(text, "output")
-    bounded, truncated = bound(output)
+    bounded, truncated = bound(output, MAX_SCAN_CHARS)
     reasons = _input_reasons(output, "output")
     spans: list[Span] = []
     score = 0.0
@@ -226,7 +226,9 @@ def scan_output(
         if analysis.score >= det.threshold and label in ("benign", "pii"):
             label = "injection"
             score = max(score, 0.5 + 0.5 * analysis.score)
-    flagged = label in ("leak", "injection") or (flag_pii and bool(personal))
+    if len(output) > MAX_SCAN_CHARS and label in ("benign", "pii"):
+        label, score = "unscannable", 1.0  # too long to check whole: never passed as clean
+    flagged = label in ("leak", "injection", "unscannable") or (flag_pii and bool(personal))
     if flagged and label == "pii":
         score = max(score, 0.5)
     return Verdict(

@@ -233,3 +233,19 @@ def test_review_queue(gateway: Served) -> None:
             assert client.get(f"/v1/reviews/{third['review_id']}").status_code == 410
     finally:
         proxy.settings.on_injection = "block"
+
+
+def test_prompt_too_long_to_scan_is_blocked(
+    upstream: tuple[Served, UpstreamState], tmp_path: Path
+) -> None:
+    # an operator raising the body limit past the scan cap must not let unscanned text through
+    big = guarded_gateway(tmp_path / "big", upstream[0].url, max_body_bytes=4 * 1024 * 1024)
+    seen = len(upstream[1].bodies)
+    try:
+        with _client(big) as client:
+            response = client.post("/v1/chat/completions", json=_chat("lorem ipsum " * 180_000))
+        assert response.status_code == 403
+        assert "input:unscannable" in response.json()["error"]["message"]
+        assert len(upstream[1].bodies) == seen
+    finally:
+        big.stop()

@@ -632,6 +632,7 @@ def _dotted_aliases(put: Callable[..., None], cmd: str, code: str) -> None:
         ("sklearn.feature_selection._base", "attrgetter", _s("system") + b"\x85R."),
         ("numpy.random.mtrand", "operator.attrgetter", _s("system") + b"\x85R."),
         ("torch.nn.modules.module", "os.system", _s(cmd) + b"\x85R."),
+        ("sklearn.callback._transport", "Listener", _s("/tmp/corpus.sock") + b"\x85R."),
     ]
     for module, name, args in aliases:
         put(
@@ -641,6 +642,16 @@ def _dotted_aliases(put: Callable[..., None], cmd: str, code: str) -> None:
             f"{name} reached through allowed module {module}",
             "malicious",
         )
+    put(
+        f"{m}sklearn_function_under_wildcard.pkl",
+        b"\x80\x04"
+        + _stack_global("sklearn.utils.validation", "check_memory")
+        + _s("/tmp")
+        + b"\x85R.",
+        "malicious",
+        "a function (not a class) under a wildcard-allowed module",
+        "suspicious",
+    )
     put(
         f"{m}datetime__time_sleep.pkl",
         b"\x80\x04" + _stack_global("datetime", "_time.sleep") + b"K\x05\x85R.",

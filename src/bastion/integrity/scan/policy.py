@@ -44,7 +44,10 @@ _DANGEROUS_NAMES = frozenset(
         "FunctionType", "CodeType", "MethodType", "LambdaType", "runstring", "runpy", "run_path",
         "run_module", "CDLL", "PyDLL", "LoadLibrary", "rmtree", "remove", "unlink", "fromfile",
         "memmap", "urlopen", "Process", "Thread", "Timer", "Pool", "apply", "exec_module",
-        "load_module", "fdopen", "dup2", "kill", "putenv", "chmod",
+        "load_module", "fdopen", "dup2", "kill", "putenv", "chmod", "Client", "Listener",
+        "Connection", "Pickler", "ZipFile", "TarFile", "FileIO", "BufferedWriter",
+        "TextIOWrapper", "NamedTemporaryFile", "TemporaryFile", "SpooledTemporaryFile",
+        "TemporaryDirectory",
     }
 )  # fmt: skip
 

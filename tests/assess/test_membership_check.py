@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bastion.assess.check import AssessmentData, Budget
-from bastion.assess.checks.membership import CHECK
+from bastion.assess.checks.membership import CHECK, primary_lira
 from bastion.core.adapters.sklearn import SklearnModel
 from bastion.core.dataset import Dataset
 from bastion.core.finding import Severity
@@ -45,10 +45,18 @@ def test_membership_check_with_shadow_models() -> None:
     (finding,) = CHECK.run(model, data, Budget.QUICK, 0, lambda _: None)
     attacks = finding.evidence["attacks"]
     assert {"loss", "lira-online-fixed", "lira-offline-fixed", "rmia", "shokri"} <= set(attacks)
-    assert finding.value == max(a["tpr_at_1%_fpr"] for a in attacks.values())
+    # severity from the pre-registered attack (offline LiRA with 4 shadows), not the best of six
+    assert finding.evidence["primary_attack"] == "lira-offline-fixed"
+    assert finding.value == attacks["lira-offline-fixed"]["tpr_at_1%_fpr"]
+    assert finding.title.startswith("lira-offline-fixed:")
     assert finding.severity >= Severity.MEDIUM
     assert "bastion harden dp" in finding.recommendation
     assert finding.plots[0].svg.startswith("<svg") and "log" in finding.plots[0].title
+
+
+def test_primary_attack_is_fixed_by_the_shadow_count() -> None:
+    assert primary_lira(4) == "lira-offline-fixed"
+    assert primary_lira(16) == "lira-online-fixed"
 
 
 def test_membership_check_without_trainer_or_scores() -> None:
@@ -58,6 +66,7 @@ def test_membership_check_without_trainer_or_scores() -> None:
         model, AssessmentData(test=test, train=train), Budget.QUICK, 0, lambda _: None
     )
     assert set(finding.evidence["attacks"]) == {"loss"} and "skipped" in finding.evidence["note"]
+    assert finding.evidence["primary_attack"] == "loss"
     data = AssessmentData(test=test, train=train, trainer=train_forest)
     (finding,) = CHECK.run(LabelOnly(model), data, Budget.QUICK, 0, lambda _: None)
     assert set(finding.evidence["attacks"]) == {"gap"} and "only labels" in finding.evidence["note"]

@@ -16,6 +16,16 @@ RECOMMENDATION = (
 )
 # TPR at 1% FPR: random guessing gives 0.01.
 TPR_LEVELS = [(0.02, Severity.LOW), (0.05, Severity.MEDIUM), (0.15, Severity.HIGH)]
+# Online LiRA needs several IN models per record (Carlini et al. 2022); with fewer shadows
+# the offline variant is the stronger one. Which LiRA decides severity is fixed by this rule
+# before any score is seen: picking the best of several attacks on the evaluation labels
+# would bias the figure upward.
+ONLINE_MIN_SHADOWS = 16
+
+
+def primary_lira(n_shadow: int) -> str:
+    """The pre-registered attack whose TPR sets the severity, given the shadow count."""
+    return "lira-online-fixed" if n_shadow >= ONLINE_MIN_SHADOWS else "lira-offline-fixed"
 
 
 def _summary(r: object) -> dict[str, float]:
@@ -30,7 +40,8 @@ def _summary(r: object) -> dict[str, float]:
 
 
 class MembershipCheck:
-    """Global loss threshold (Yeom), and with a trainer: LiRA, RMIA and Shokri shadow models."""
+    """Global loss threshold (Yeom), and with a trainer: LiRA, RMIA and Shokri shadow models.
+    Severity comes from one pre-registered attack (`primary_lira`); the rest are evidence."""
 
     name = "membership"
     title = "Membership inference"
@@ -49,6 +60,7 @@ class MembershipCheck:
         members = data.train
         threshold = threshold_attack(model, members, data.test)
         results = [threshold]
+        primary_name = threshold.attack  # the only attack when shadow models cannot run
         note = ""
         if threshold.label_only:
             note = (
@@ -75,6 +87,7 @@ class MembershipCheck:
             )
             probs, _ = query_targets(model, pool)
             labels = pool.labels
+            primary_name = primary_lira(n_shadow)
             results += [
                 lira.lira(
                     probs,
@@ -98,14 +111,17 @@ class MembershipCheck:
                 lira.shokri(probs, labels, shadows, is_member, seed=seed, queries=len(pool)),
             ]
         progress(1.0)
+        primary = next(r for r in results if r.attack == primary_name)
         best = max(results, key=lambda r: (r.tpr_at_fpr[0.01], r.auc))
-        tpr = best.tpr_at_fpr[0.01]
+        tpr = primary.tpr_at_fpr[0.01]
         evidence = {
             "attacks": {r.attack: _summary(r) for r in results},
-            "best_attack": best.attack,
-            "n_members": int(best.is_member.sum()),
-            "n_non_members": int((~best.is_member).sum()),
-            "smallest_measurable_fpr": best.min_fpr,
+            "primary_attack": primary.attack,
+            "best_attack_on_evaluation_labels": best.attack,
+            "note_on_best": "chosen after seeing the labels, so biased upward: evidence only",
+            "n_members": int(primary.is_member.sum()),
+            "n_non_members": int((~primary.is_member).sum()),
+            "smallest_measurable_fpr": primary.min_fpr,
         }
         if note:
             evidence["note"] = note
@@ -113,9 +129,9 @@ class MembershipCheck:
             Finding(
                 id="membership.tpr_at_low_fpr",
                 check=self.name,
-                title=f"{best.attack}: {tpr:.1%} of training records identified at 1% false "
+                title=f"{primary.attack}: {tpr:.1%} of training records identified at 1% false "
                 f"positives "
-                f"(AUC {best.auc:.3f})",
+                f"(AUC {primary.auc:.3f})",
                 severity=severity_from_thresholds(tpr, TPR_LEVELS, higher_is_worse=True),
                 metric="tpr_at_1pct_fpr",
                 value=tpr,

@@ -105,6 +105,11 @@ def test_admin_api_specs_are_confined_to_the_models_root(serve, models_root: Pat
     finally:
         listener.shutdown()
     assert _Recorder.hits == []  # the gateway fetched nothing
+    for signature in ("/etc/shadow", "/etc/missing.sig", "../outside/stray.safetensors"):
+        response = gw.client(op).post(
+            VERSIONS, json={"variant": "v9", "spec": "good.safetensors", "signature": signature}
+        )
+        assert refused_spec(response) == generic, signature
 
     # A file inside the root registers, by relative or absolute path; refusals are audited.
     ok = gw.client(op).post(VERSIONS, json={"variant": "v2", "spec": "good.safetensors"})

@@ -178,6 +178,8 @@ class Deployments:
                 409, "variant_exists", f"model {name!r} already has a variant {variant!r}"
             )
         path = confine_spec(spec, self.models_root)
+        if signature is not None:  # a signature bundle is a server path too
+            signature = str(confine_spec(signature, self.models_root))
         try:
             model, signed = load_variant_model(str(path), self.config, signature)
         except (BastionError, OSError, ValueError):

@@ -769,6 +769,15 @@ def _malicious_skops(put: Callable[..., None], cmd: str, code: str) -> None:
             f"skops schema.json {name.replace('_', ' ')}",
             expect,
         )
+    doc = {**_skops_node("os", "system", "FunctionNode", None), "protocol": 2}
+    for encoding in ("utf-16", "utf-32-le"):
+        put(
+            f"{m}schema_{encoding.replace('-', '_')}.skops",
+            _zip({"schema.json": json.dumps(doc).encode(encoding)}),
+            "malicious",
+            f"skops schema.json in {encoding} (json.loads detects it)",
+            "malicious",
+        )
 
 
 def _malicious_containers(put: Callable[..., None], cmd: str, code: str) -> None:

@@ -238,7 +238,7 @@ def scan_json(data: Any, start: int, end: int, where: str, ctx: Context) -> None
         )
         return
     try:
-        doc = json.loads(bytes(data[start:end]).decode("utf-8-sig"))
+        doc = json.loads(bytes(data[start:end]))  # same encoding detection as loaders
     except (ValueError, RecursionError):
         ctx.add(
             "json.invalid", "info", "not valid JSON; no loader would accept it", where, None, "none"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 from typing import Any
 
@@ -44,11 +45,21 @@ def sniff(data: Any, start: int, end: int, *, top: bool = True) -> str:
         return "lzma"
     if len(head) >= 2 and head[0] == 0x78 and (head[0] * 256 + head[1]) % 31 == 0:
         return "zlib"
-    if head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"["):
+    if _is_json(head):
         return "json"
     if _is_onnx(head):
         return "onnx"
     return "unknown"
+
+
+def _is_json(head: bytes) -> bool:
+    """A JSON document in any encoding `json.loads(bytes)` detects (UTF-8, -16 or -32)."""
+    encoding = json.detect_encoding(head)
+    if encoding.startswith("utf-8"):
+        return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1] in (b"{", b"[")
+    width = 4 if "32" in encoding else 2
+    text = head[: len(head) - len(head) % width].decode(encoding, "replace")
+    return text.lstrip("\ufeff \t\r\n")[:1] in ("{", "[")
 
 
 def _has_eocd(data: Any, start: int, end: int) -> bool:

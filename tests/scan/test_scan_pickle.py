@@ -234,3 +234,32 @@ def test_large_base64_payload_handed_to_a_loader_is_scanned(scan_bytes: Scan) ->
         + b"\x85R."
     )
     assert "os.system" in globals_of(scan_bytes(data))
+
+
+def test_wildcards_cover_undotted_class_names_only() -> None:
+    policy = load_policy(allow=["mypkg:*"])
+    assert policy.judge("torch.nn.modules.linear", "Linear") == "allowed"
+    assert policy.judge("sklearn.utils.validation", "check_memory") == "unknown"
+    assert policy.judge("torch.nn.modules.module", "torch.storage._load_from_bytes") == "unknown"
+    assert policy.judge("sklearn.utils.estimator_checks", "pickle.loads") == "denied"
+    assert policy.judge("numpy.random._common", "np.load") == "denied"
+    assert policy.judge("sklearn.utils.discovery", "import_module") == "denied"
+    # a user wildcard admits any undotted name of its module, never a dotted path
+    assert policy.judge("mypkg", "helper") == "allowed"
+    assert policy.judge("mypkg", "sub.helper") == "unknown"
+
+
+def test_dotted_alias_of_a_loader_has_its_payload_scanned(scan_bytes: Scan) -> None:
+    inner = call("posix", "system", "true", proto=0)
+    data = (
+        b"\x80\x04"
+        + _s("torch.nn.modules.module")
+        + _s("torch.storage._load_from_bytes")
+        + b"\x93B"
+        + struct.pack("<I", len(inner))
+        + inner
+        + b"\x85R."
+    )
+    report = scan_bytes(data)
+    assert report.files[0].verdict == "malicious"
+    assert "posix.system" in globals_of(report)

@@ -136,3 +136,19 @@ def test_non_finite_values_in_a_large_buffer_do_not_crash() -> None:
     state["dist"][:] = np.inf
     obs = det.observe(state, rng.normal(size=(20, 4)), rng.integers(0, 2, 20))
     assert obs.state["n"][0] > 20
+
+
+def test_thresholds_are_calibrated_on_rows_the_detectors_were_not_fitted_on() -> None:
+    """Streams of the fitted rows score low (their coverage cells are known); calibrating on
+    them would leave the coverage threshold at its floor, below what unseen benign rows reach."""
+    model = build("digits-mlp")
+    train, test = entry("digits-mlp").load_data()
+    monitor = fit_monitor(model, train.x, names=["coverage"], streams=4, stream_length=300)
+    (coverage,) = monitor.detectors
+    z, labels = monitor.embedding(test.x), model.predict_proba(test.x).argmax(axis=1)
+    state, peak = None, 0.0
+    for start in range(0, len(z), 20):
+        obs = coverage.observe(state, z[start : start + 20], labels[start : start + 20])
+        state, peak = obs.state, max(peak, obs.score)
+    assert peak > 0.0
+    assert coverage.threshold > peak

@@ -216,3 +216,33 @@ def test_admin_config_masks_secrets_and_other_tenants_models(tmp_path: Path) -> 
         assert operator.status_code == 403
     finally:
         gw.stop()
+
+
+def test_stored_versions_from_outside_the_root_are_not_loaded(serve, models_root: Path) -> None:  # type: ignore[no-untyped-def]
+    """A row written before the models root existed (or straight into the store) stays unloaded."""
+    import sqlalchemy as sa
+
+    from bastion.gateway.store import deployments
+
+    gw = serve(auth=NO_MFA, deploy={"models_root": str(models_root)})
+    with gw.gateway.engine.begin() as conn:
+        for variant, spec in (
+            ("old", "builtin:digits-cnn"),
+            ("ok", str(models_root / "good.safetensors")),
+        ):
+            conn.execute(
+                sa.insert(deployments).values(
+                    model=MODEL,
+                    variant=variant,
+                    tenant="default",
+                    spec=spec,
+                    signature=None,
+                    digest="0" * 64,
+                    signed=False,
+                    weight=0.0,
+                    registered_at=0.0,
+                    registered_by="someone",
+                )
+            )
+    gw.gateway.deployments.refresh(force=True)
+    assert sorted(gw.gateway.deployments.models[MODEL].variants) == ["ok", "v1"]

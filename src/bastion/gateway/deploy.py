@@ -155,6 +155,8 @@ class Deployments:
             dep = self.models.setdefault(row["model"], Deployment(row["model"], row["tenant"]))
             if row["variant"] not in dep.variants:
                 try:
+                    if row["registered_by"] != "config":  # stored before models_root existed?
+                        confine_spec(row["spec"], self.models_root)
                     model, signed = load_variant_model(row["spec"], self.config, row["signature"])
                 except (BastionError, Rejected, OSError):
                     continue

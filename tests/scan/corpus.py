@@ -144,6 +144,16 @@ def _benign(out: Path, put: Callable[..., None]) -> None:
     )
     put("benign/torch_checkpoint.pth", buf.getvalue(), "benign", "torch checkpoint dict", "safe")
     buf = io.BytesIO()
+    text = b"cmodule name\nfunc\n(tR" + b"." * 8  # raw storage that reads like a pickle
+    torch.save({"bytes": torch.tensor(list(text), dtype=torch.uint8)}, buf)
+    put(
+        "benign/torch_uint8_pickle_like.pt",
+        buf.getvalue(),
+        "benign",
+        "uint8 tensor storage that starts like a protocol-0 pickle",
+        "safe",
+    )
+    buf = io.BytesIO()
     torch.save(net.state_dict(), buf, _use_new_zipfile_serialization=False)
     put(
         "benign/torch_legacy.pt",

@@ -185,6 +185,9 @@ class PickleMachine:
                 module, name = _compat_pickle.NAME_MAPPING[(module, name)]
             elif module in _compat_pickle.IMPORT_MAPPING:
                 module = _compat_pickle.IMPORT_MAPPING[module]
+        if not all(part.isidentifier() for part in module.split(".")):
+            # the import fails before anything runs (raw tensor bytes often look like this)
+            raise ParseError(f"{module!r} is not an importable module name", p)
         verdict = self.ctx.policy.judge(module, name)
         self.imports += 1
         g = Global(module, name, verdict)

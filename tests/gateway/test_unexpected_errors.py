@@ -93,3 +93,16 @@ def test_a_rotated_key_cannot_replay_the_code_that_rotated_it(serve) -> None:  #
     assert replay.status_code == 401
     body: dict[str, Any] = replay.json()
     assert body["error"]["code"] == "totp_replayed"
+
+
+def test_blank_key_names_and_rotating_a_revoked_key_are_client_errors(serve) -> None:  # type: ignore[no-untyped-def]
+    gw = serve(auth={"mfa_roles": []})
+    admin = gw.key("admin")
+    blank = gw.client(admin).post("/admin/keys", json={"name": "   ", "role": "client"})
+    assert blank.status_code == 422 and blank.json()["error"]["code"] == "invalid_request"
+    victim = gw.key()
+    key_id = victim.split("_")[1]
+    assert gw.client(admin).delete(f"/admin/keys/{key_id}").status_code == 200
+    again = gw.client(admin).post(f"/admin/keys/{key_id}/rotate", json={})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "key_not_active"
+    assert gw.audit(int(again.headers["Bastion-Audit-Index"]))["code"] == "key_not_active"

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion import __version__
-from bastion.core.errors import ConfigError
+from bastion.core.errors import BastionError, ConfigError
 from bastion.core.paths import data_dir
 from bastion.gateway.audit import AuditFinalizer, audit_before_change, open_audit_log
 from bastion.gateway.chain import Chain, Context, Finalizer, Rejected, Stage
@@ -331,7 +331,10 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
     async def _create_key(ctx: Context) -> None:
         body = await _parse_body(ctx, NewKey)
         expires = time.time() + body.expires_in_seconds if body.expires_in_seconds else None
-        raw, row = gw.keys.draft(body.name, body.role, tenant_of(ctx), expires)
+        try:
+            raw, row = gw.keys.draft(body.name, body.role, tenant_of(ctx), expires)
+        except BastionError as exc:
+            raise Rejected(422, "invalid_request", exc.message) from None
         ctx.status = 201
         await audit_change(ctx, {"created_key": row["key_id"], "role": row["role"]})
         info = gw.keys.commit(row)
@@ -348,7 +351,10 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> FastAPI:
         key_id = ctx.extra["key_id"]
         owned_key(ctx, key_id)
         body = await _parse_body(ctx, Rotation)
-        raw, row = gw.keys.draft_rotation(key_id)
+        try:
+            raw, row = gw.keys.draft_rotation(key_id)
+        except BastionError as exc:
+            raise Rejected(409, "key_not_active", exc.message) from None
         await audit_change(ctx, {"rotated_key": key_id, "new_key": row["key_id"]})
         info = gw.keys.commit_rotation(key_id, row, body.grace_seconds)
         ctx.result = {"key": raw, **_key_json(info, time.time())}

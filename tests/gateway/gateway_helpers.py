@@ -122,3 +122,25 @@ def make_config(**sections: dict[str, Any]) -> ServeConfig:
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     return ServeConfig.model_validate(data)
+
+
+class FreshCodes:
+    """TOTP codes computed when used, for strictly increasing steps inside the accepted window.
+
+    Codes fixed in advance expire if the test crosses a 30 s step boundary; each code here is
+    usable once (replay protection) and valid when sent.
+    """
+
+    def __init__(self, totp: pyotp.TOTP) -> None:
+        self.totp = totp
+        self.last: int | None = None
+
+    def __getitem__(self, _: int) -> str:
+        while True:
+            now = int(time.time()) // 30
+            step = now - 1 if self.last is None else max(self.last + 1, now - 1)
+            if step <= now + 1:
+                break
+            time.sleep(1)
+        self.last = step
+        return str(self.totp.at(step * 30))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from gateway_helpers import INFER, Running, infer_body
+from gateway_helpers import INFER, FreshCodes, Running, infer_body
 from sqlalchemy import select
 
 from bastion.gateway.store import api_keys
@@ -81,12 +81,12 @@ def test_wrong_role_and_other_tenant(serve) -> None:  # type: ignore[no-untyped-
     refused(gw, gw.client(other).get("/v2/models/digits-cnn"), 404, "model_not_found")
     # An admin of another tenant neither sees nor revokes this tenant's keys.
     admin, totp = gw.mfa_key("admin", tenant="acme")
-    listing = gw.client(admin, totp.now()).get("/admin/keys")
+    codes = FreshCodes(totp)
+    listing = gw.client(admin, codes[0]).get("/admin/keys")
     assert listing.status_code == 200
     assert {k["tenant"] for k in listing.json()["keys"]} == {"acme"}
     victim = client_key.split("_")[1]
-    later = totp.at(time.time() + 30)
-    refused(gw, gw.client(admin, later).delete(f"/admin/keys/{victim}"), 404, "key_not_found")
+    refused(gw, gw.client(admin, codes[1]).delete(f"/admin/keys/{victim}"), 404, "key_not_found")
     assert gw.client(client_key).post(INFER, json=infer_body()).status_code == 200
 
 
@@ -135,23 +135,21 @@ def test_keys_are_stored_only_as_keyed_hashes(serve) -> None:  # type: ignore[no
 def test_admin_api_creates_rotates_and_revokes_keys(serve) -> None:  # type: ignore[no-untyped-def]
     gw = serve()
     admin, totp = gw.mfa_key("admin")
-    now = time.time()
-    created = gw.client(admin, totp.at(now - 30)).post(
-        "/admin/keys", json={"name": "svc", "role": "client"}
-    )
+    codes = FreshCodes(totp)
+    created = gw.client(admin, codes[0]).post("/admin/keys", json={"name": "svc", "role": "client"})
     assert created.status_code == 201, created.text
     new_key = created.json()["key"]
     record = gw.audit(int(created.headers["Bastion-Audit-Index"]))
     assert record["action"] == "keys_create" and new_key.split("_", 2)[2] not in str(record)
     assert gw.client(new_key).post(INFER, json=infer_body()).status_code == 200
-    rotated = gw.client(admin, totp.at(now)).post(
+    rotated = gw.client(admin, codes[1]).post(
         f"/admin/keys/{new_key.split('_')[1]}/rotate", json={}
     )
     assert rotated.status_code == 200, rotated.text
     replacement = rotated.json()["key"]
     refused(gw, gw.client(new_key).post(INFER, json=infer_body()), 401, "revoked_key")
     assert gw.client(replacement).post(INFER, json=infer_body()).status_code == 200
-    revoked = gw.client(admin, totp.at(now + 30)).delete(f"/admin/keys/{replacement.split('_')[1]}")
+    revoked = gw.client(admin, codes[2]).delete(f"/admin/keys/{replacement.split('_')[1]}")
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
     refused(gw, gw.client(replacement).post(INFER, json=infer_body()), 401, "revoked_key")
 

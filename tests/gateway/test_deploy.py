@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
-from gateway_helpers import INFER, Running, infer_body
+from gateway_helpers import INFER, FreshCodes, Running, infer_body
 
 from bastion.core.loading import save_model
 from bastion.zoo import build
@@ -29,11 +28,10 @@ def root(model_dir: Path) -> dict[str, str]:
     return {"models_root": str(model_dir.parent)}
 
 
-def operator(gw: Running) -> tuple[str, list[str]]:
-    """An operator key and three TOTP codes for consecutive steps (each usable once)."""
+def operator(gw: Running) -> tuple[str, FreshCodes]:
+    """An operator key and its TOTP codes (each usable once)."""
     key, totp = gw.mfa_key("operator")
-    now = time.time()
-    return key, [totp.at(now - 30), totp.at(now), totp.at(now + 30)]
+    return key, FreshCodes(totp)
 
 
 def versions_seen(gw: Running, key: str, n: int) -> set[str]:

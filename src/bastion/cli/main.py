@@ -6,28 +6,13 @@ matplotlib) are imported inside the commands, so `bastion --version` starts fast
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
 
 import typer
 
 from bastion import __version__
-from bastion.cli import (
-    assess,
-    attack_sim,
-    audit,
-    demo,
-    harden,
-    integrity,
-    keys,
-    llm,
-    report,
-    sanitize,
-    scan,
-    serve,
-    watermark,
-    zoo,
-)
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -38,23 +23,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (
-    assess,
-    attack_sim,
-    audit,
-    demo,
-    harden,
-    integrity,
-    keys,
-    llm,
-    report,
-    sanitize,
-    scan,
-    serve,
-    watermark,
-    zoo,
-):
-    module.register(app)
+# One module per command group, each with `register(app)`.
+COMMAND_MODULES = (
+    "assess",
+    "attack_sim",
+    "audit",
+    "demo",
+    "harden",
+    "integrity",
+    "keys",
+    "llm",
+    "report",
+    "sanitize",
+    "scan",
+    "serve",
+    "watermark",
+    "zoo",
+)
+
+for name in COMMAND_MODULES:
+    importlib.import_module(f"bastion.cli.{name}").register(app)
 
 
 def _version(value: bool) -> None:

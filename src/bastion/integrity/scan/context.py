@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,3 +77,19 @@ def describe(value: Any) -> str:
     """A short printable form of a value from the pickle machine."""
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def walk_objects(doc: Any, ctx: Context) -> Iterator[tuple[dict[str, Any], str]]:
+    """Every JSON object in `doc` with its path; iterative, and checks the deadline."""
+    stack: list[tuple[Any, str]] = [(doc, "")]
+    visited = 0
+    while stack:
+        node, path = stack.pop()
+        visited += 1
+        if visited % 4096 == 0:
+            ctx.deadline.check()
+        if isinstance(node, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
+        elif isinstance(node, dict):
+            yield node, path
+            stack.extend((v, f"{path}/{k}") for k, v in node.items() if isinstance(v, dict | list))

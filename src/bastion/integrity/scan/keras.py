@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.integrity.scan.context import Context
+from bastion.integrity.scan.context import Context, walk_objects
 
 _KERAS_ROOTS = (
     "keras",
@@ -28,18 +28,7 @@ def looks_like_keras(doc: dict[str, Any]) -> bool:
 
 def check_keras_config(doc: Any, where: str, ctx: Context) -> None:
     """Lambda layers are malicious; references outside Keras are judged by the policy."""
-    stack: list[tuple[Any, str]] = [(doc, "")]
-    visited = 0
-    while stack:
-        node, path = stack.pop()
-        visited += 1
-        if visited % 4096 == 0:
-            ctx.deadline.check()
-        if isinstance(node, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
-            continue
-        if not isinstance(node, dict):
-            continue
+    for node, path in walk_objects(doc, ctx):
         cls = node.get("class_name")
         if cls in _CODE_CLASSES:
             ctx.add(
@@ -69,7 +58,6 @@ def check_keras_config(doc: Any, where: str, ctx: Context) -> None:
                 registered,
                 "suspicious",
             )
-        stack.extend((v, f"{path}/{k}") for k, v in node.items() if isinstance(v, dict | list))
 
 
 def _judge_reference(module: str, name: str, where: str, ctx: Context) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bastion.integrity.scan.context import Context
+from bastion.integrity.scan.context import Context, walk_objects
 
 # node kinds that hand back the function they name: allowed only by an exact entry
 _FUNCTIONS = frozenset({"FunctionNode", "MethodNode", "OperatorFuncNode"})
@@ -23,18 +23,7 @@ def looks_like_skops(doc: dict[str, Any]) -> bool:
 
 def check_skops_schema(doc: Any, where: str, ctx: Context) -> None:
     """Judge each node's type; a called function must be allowed by an exact entry."""
-    stack: list[tuple[Any, str]] = [(doc, "")]
-    visited = 0
-    while stack:
-        node, path = stack.pop()
-        visited += 1
-        if visited % 4096 == 0:
-            ctx.deadline.check()
-        if isinstance(node, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(node))
-            continue
-        if not isinstance(node, dict):
-            continue
+    for node, path in walk_objects(doc, ctx):
         module, name, loader = node.get("__module__"), node.get("__class__"), node.get("__loader__")
         if isinstance(module, str) and isinstance(name, str):
             content = node.get("content")
@@ -42,7 +31,6 @@ def check_skops_schema(doc: Any, where: str, ctx: Context) -> None:
                 method = content.get("func")
                 name = f"{name}.{method}" if isinstance(method, str) else f"{name}.?"
             _judge(module, name, str(loader), f"{where}#{path or '/'}", ctx)
-        stack.extend((v, f"{path}/{k}") for k, v in node.items() if isinstance(v, dict | list))
 
 
 def _judge(module: str, name: str, loader: str, where: str, ctx: Context) -> None:

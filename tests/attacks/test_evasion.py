@@ -160,3 +160,56 @@ def test_attack_on_unbounded_model_uses_data_range_for_epsilon_check() -> None:
     assert pgd(m, x, y, epsilon=0.5, steps=5).norm.max() <= 0.5 + 1e-5
     with pytest.raises(UsageError, match="exceeds the data range"):
         pgd(m, x, y, epsilon=100.0)
+
+
+class CountingLogits:
+    """A differentiable Model whose logits count every row they evaluate."""
+
+    def __init__(self, inner: TorchModel) -> None:
+        self.inner, self.module = inner, inner.module
+        self.n_classes, self.input_shape = inner.n_classes, inner.input_shape
+        self.input_bounds = inner.input_bounds
+        self.rows = 0
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.inner.predict_proba(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += len(x)
+        return self.inner.logits(x)
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        lambda m, x, y: pgd(m, x, y, epsilon=0.15, steps=8, restarts=3),
+        lambda m, x, y: apgd(m, x, y, epsilon=0.15, n_iter=20),
+        lambda m, x, y: apgd(m, x, y, epsilon=0.15, loss="dlr-targeted", n_iter=10, n_targets=2),
+    ],
+)
+def test_reported_queries_are_the_evaluations_each_example_took(digits, attack) -> None:
+    model, x, y = digits
+    counting = CountingLogits(model)
+    result = attack(counting, x, y)
+    assert int(result.queries.sum()) == counting.rows  # counted before `success` is judged
+    # examples broken early stop paying: the counts differ between examples
+    assert result.queries.min() < result.queries.max()
+    assert np.all(result.queries[~result.success] == result.queries.max())
+
+
+def test_square_linf_redraws_proposals_that_would_change_nothing() -> None:
+    from bastion.attacks.evasion._common import Box, generator
+    from bastion.attacks.evasion.square import _linf_proposal, _windows
+
+    gen = generator(0)
+    xa = torch.full((256, 1, 8, 8), 0.5)
+    xb = xa + 0.1  # every pixel already at +epsilon: a +1 sign proposes the same point
+    box = Box(torch.zeros(1, 1, 8, 8), torch.ones(1, 1, 8, 8))
+    cand = _linf_proposal(xa, xb, _windows(256, 8, 8, 3, gen), 0.1, box, gen)
+    moved = (cand != xb).flatten(1).any(dim=1)
+    assert float(moved.float().mean()) > 0.98  # without redraws about half would be no-ops
+    assert torch.all((cand - xa).abs() <= 0.1 + 1e-6)
+    # pinned by the box, nothing can move; the proposal stays put rather than looping forever
+    pinned = Box(xa[:1], xa[:1])
+    still = _linf_proposal(xa, xa, _windows(256, 8, 8, 3, gen), 0.1, pinned, gen)
+    assert torch.equal(still, xa)

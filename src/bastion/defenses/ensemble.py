@@ -161,7 +161,7 @@ def transferability(
             )
         box = resolve_box(src, xt)
         eps = check_epsilon(epsilon, box, xt, kind)
-        x_adv, ok = pgd_restarts(
+        x_adv, ok, _ = pgd_restarts(
             src.logits,  # type: ignore[attr-defined]
             xt,
             yt,

@@ -102,8 +102,9 @@ def apgd_run(
     n_iter: int,
     gen: torch.Generator,
     stop_early: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One APGD run; returns (adversarial point, or the best-loss point where none; success).
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One APGD run: the adversarial point (or the best-loss point where none), success,
+    and the model evaluations each example took part in.
 
     Success means misclassification (also for the targeted loss, as in AutoAttack). With
     `stop_early`, examples already misclassified are dropped at each checkpoint, so later
@@ -113,6 +114,7 @@ def apgd_run(
     out = x.clone()
     success = torch.zeros(n, dtype=torch.bool)
     idx = torch.arange(n)
+    queries = torch.zeros(n, dtype=torch.int64)
     x0, y0, t0 = x, y, target
 
     def grad_and_loss(xa: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,6 +122,7 @@ def apgd_run(
         z = logits(xa)
         loss = loss_of(z, y0, t0)
         (g,) = torch.autograd.grad(loss.sum(), xa)
+        queries[idx] += 1
         return g.detach(), loss.detach(), z.detach().argmax(dim=1) != y0
 
     x_adv = _start(x0, eps, norm, box, gen)
@@ -178,7 +181,7 @@ def apgd_run(
                 reduced_last, loss_best_last = reduced_last[keep], loss_best_last[keep]
     alive = ~success[idx]
     out[idx[alive]] = x_best[alive]
-    return out, success
+    return out, success, queries
 
 
 def apgd_tensor(
@@ -194,17 +197,20 @@ def apgd_tensor(
     restarts: int,
     n_targets: int,
     gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """APGD over restarts (and, for targeted DLR, over the top `n_targets` runner-up classes).
 
-    Each further run attacks only the examples every earlier run failed on.
+    Each further run attacks only the examples every earlier run failed on. Returns the
+    adversarial points, success and the model evaluations spent per example.
     """
     x_adv = x.clone()
     success = torch.zeros(len(x), dtype=torch.bool)
+    queries = torch.zeros(len(x), dtype=torch.int64)
     order: torch.Tensor | None = None
     if loss == "dlr-targeted":
         with torch.no_grad():
             order = logits(x).argsort(dim=1, descending=True)
+        queries += 1
         if order.shape[1] < 4:
             raise UsageError(
                 "targeted DLR needs at least 4 classes", fix="use loss='ce' for this model"
@@ -219,7 +225,7 @@ def apgd_tensor(
         if len(active) == 0:
             break
         target = order[active, rank] if order is not None else None
-        cand, fooled = apgd_run(
+        cand, fooled, spent = apgd_run(
             logits,
             x[active],
             y[active],
@@ -233,7 +239,8 @@ def apgd_tensor(
         )
         x_adv[active] = cand
         success[active] = fooled
-    return x_adv, success
+        queries[active] += spent
+    return x_adv, success, queries
 
 
 def apgd(
@@ -262,7 +269,7 @@ def apgd(
     xt, yt = inputs_and_labels(model, x, y)
     box = resolve_box(model, xt, bounds)
     eps = check_epsilon(epsilon, box, xt, kind)
-    x_adv, success = apgd_tensor(
+    x_adv, success, queries = apgd_tensor(
         logits,
         xt,
         yt,
@@ -275,5 +282,4 @@ def apgd(
         n_targets=n_targets,
         gen=generator(seed),
     )
-    runs = restarts * (min(n_targets, model.n_classes - 1) if loss == "dlr-targeted" else 1)
-    return finish(f"apgd-{loss}", kind, eps, xt, x_adv, success, (n_iter + 1) * runs)
+    return finish(f"apgd-{loss}", kind, eps, xt, x_adv, success, queries)

@@ -65,10 +65,15 @@ def pgd_restarts(
     restarts: int,
     start: bool,
     gen: torch.Generator,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PGD with restarts; each restart runs only on the inputs no earlier run broke."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """PGD with restarts; each restart runs only on the inputs no earlier run broke.
+
+    Returns the adversarial points, success, and the model evaluations spent per example
+    (`steps` gradients and one check per restart the example took part in).
+    """
     x_adv = x.clone()
     success = torch.zeros(len(x), dtype=torch.bool)
+    queries = torch.zeros(len(x), dtype=torch.int64)
     for r in range(restarts):
         active = (~success).nonzero().squeeze(1)
         if len(active) == 0:
@@ -89,7 +94,8 @@ def pgd_restarts(
             fooled = logits(cand).argmax(dim=1) != y[active]
         x_adv[active] = cand  # keep the last attempt for survivors, the success for the broken
         success[active] = fooled
-    return x_adv, success
+        queries[active] += steps + 1
+    return x_adv, success, queries
 
 
 def pgd(
@@ -116,7 +122,6 @@ def pgd(
     eps = check_epsilon(epsilon, box, xt, kind)
     alpha = float(step_size) if step_size is not None else 2.5 * eps / steps
     gen = generator(seed)
-    queries = (steps + 1) * restarts
     if restarts == 1:  # no restart needs to know who survived: judge success only when asked
         x_adv = pgd_tensor(
             logits,
@@ -130,8 +135,8 @@ def pgd(
             start=random_start,
             gen=gen,
         )
-        return finish("pgd", kind, eps, xt, x_adv, misclassified(logits, x_adv, yt), queries)
-    x_adv, success = pgd_restarts(
+        return finish("pgd", kind, eps, xt, x_adv, misclassified(logits, x_adv, yt), steps + 1)
+    x_adv, success, queries = pgd_restarts(
         logits,
         xt,
         yt,

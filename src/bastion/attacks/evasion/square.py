@@ -85,6 +85,50 @@ def _windows(n: int, h: int, w: int, s: int, gen: torch.Generator) -> torch.Tens
     return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
 
 
+REDRAWS = 8
+
+
+def _linf_proposal(
+    xa: torch.Tensor,
+    xb: torch.Tensor,
+    mask: torch.Tensor,
+    eps: float,
+    box: Box,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Set the window to +-epsilon per channel; signs that change nothing are redrawn,
+    as in the paper's reference code (bounded here: a window pinned by the box stays put)."""
+    n, c = xa.shape[:2]
+    signs = torch.randint(0, 2, (n, c, 1, 1), generator=gen).float() * 2 - 1
+    cand = project(torch.where(mask, xa + eps * signs, xb), xa, eps, "linf", box)
+    for _ in range(REDRAWS):
+        same = (cand == xb).flatten(1).all(dim=1)
+        if not bool(same.any()):
+            break
+        redrawn = torch.randint(0, 2, (int(same.sum()), c, 1, 1), generator=gen).float() * 2 - 1
+        signs[same] = redrawn
+        step = torch.where(mask[same], xa[same] + eps * redrawn, xb[same])
+        cand[same] = project(step, xa[same], eps, "linf", box)
+    return cand
+
+
+def _l2_proposal(
+    xa: torch.Tensor,
+    xb: torch.Tensor,
+    mask: torch.Tensor,
+    s: int,
+    eps: float,
+    box: Box,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """A centred bump of random sign on the window, rescaled back onto the epsilon sphere."""
+    signs = torch.randint(0, 2, (len(xa), xa.shape[1], 1, 1), generator=gen).float() * 2 - 1
+    cand = project(xb + mask.float() * signs * eps / s, xa, eps, "l2", box)
+    delta = cand - xa
+    cand = xa + delta / per_example(flat_norm(delta, "l2") + 1e-12, delta) * eps
+    return project(cand, xa, eps, "l2", box)
+
+
 def square_tensor(
     counter: QueryCounter,
     x: torch.Tensor,
@@ -121,21 +165,13 @@ def square_tensor(
         s = max(round(math.sqrt(p * h * w)), 1)
         mask = _windows(len(active), h, w, s, gen)
         if norm == "linf":
-            signs = torch.randint(0, 2, (len(active), c, 1, 1), generator=gen).float() * 2 - 1
-            cand = torch.where(mask, xa + eps * signs, xb)
+            cand = _linf_proposal(xa, xb, mask, eps, ibox, gen)
         else:
-            signs = torch.randint(0, 2, (len(active), c, 1, 1), generator=gen).float() * 2 - 1
-            bump = mask.float() * signs * eps / s
-            cand = project(xb + bump, xa, eps, "l2", ibox)
-            delta = cand - xa
-            cand = project(
-                xa + delta / per_example(flat_norm(delta, "l2") + 1e-12, delta) * eps,
-                xa,
-                eps,
-                "l2",
-                ibox,
-            )
-        cand = project(cand, xa, eps, norm, ibox)
+            cand = _l2_proposal(xa, xb, mask, s, eps, ibox, gen)
+        moved = (cand != xb).flatten(1).any(dim=1)  # a no-op proposal is not worth a query
+        if not bool(moved.any()):
+            continue
+        active, cand = active[moved], cand[moved]
         new_loss = _margin_loss(counter.proba(cand.reshape(-1, *shape[1:]), active), y[active])
         better = new_loss < loss[active]
         x_best[active[better]] = cand[better]

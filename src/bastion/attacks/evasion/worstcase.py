@@ -104,8 +104,7 @@ class WorstCaseResult:
 
 
 Stage = Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, torch.Tensor, int]]
-"""(x, y, eps) -> (adversarial x, success, model evaluations: counted for Square, budgeted
-for the white-box attacks, an upper bound for APGD, which drops broken examples early)."""
+"""(x, y, eps) -> (adversarial x, success, model evaluations spent, counted per example)."""
 
 
 def _white_box_stages(
@@ -132,7 +131,7 @@ def _white_box_stages(
         def run_pgd(
             x: torch.Tensor, y: torch.Tensor, eps: float
         ) -> tuple[torch.Tensor, torch.Tensor, int]:
-            xa, ok = pgd_restarts(
+            xa, ok, spent = pgd_restarts(
                 logits,
                 x,
                 y,
@@ -145,7 +144,7 @@ def _white_box_stages(
                 start=True,
                 gen=gen,
             )
-            return xa, ok, (suite.pgd_steps + 1) * len(x)
+            return xa, ok, int(spent.sum())
 
         stages.append(("pgd", run_pgd))
     if suite.apgd_iter > 0:
@@ -153,7 +152,7 @@ def _white_box_stages(
         def run_apgd_ce(
             x: torch.Tensor, y: torch.Tensor, eps: float
         ) -> tuple[torch.Tensor, torch.Tensor, int]:
-            xa, ok = apgd_tensor(
+            xa, ok, spent = apgd_tensor(
                 logits,
                 x,
                 y,
@@ -166,7 +165,7 @@ def _white_box_stages(
                 n_targets=1,
                 gen=gen,
             )
-            return xa, ok, (suite.apgd_iter + 1) * suite.apgd_restarts * len(x)
+            return xa, ok, int(spent.sum())
 
         stages.append(("apgd-ce", run_apgd_ce))
     if suite.apgd_iter > 0 and suite.apgd_targets > 0:
@@ -174,7 +173,7 @@ def _white_box_stages(
         def run_apgd_t(
             x: torch.Tensor, y: torch.Tensor, eps: float
         ) -> tuple[torch.Tensor, torch.Tensor, int]:
-            xa, ok = apgd_tensor(
+            xa, ok, spent = apgd_tensor(
                 logits,
                 x,
                 y,
@@ -187,8 +186,7 @@ def _white_box_stages(
                 n_targets=suite.apgd_targets,
                 gen=gen,
             )
-            runs = suite.apgd_restarts * suite.apgd_targets
-            return xa, ok, (suite.apgd_iter + 1) * runs * len(x)
+            return xa, ok, int(spent.sum())
 
         stages.append(("apgd-dlr-targeted", run_apgd_t))
     return stages

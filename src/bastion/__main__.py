@@ -1,5 +1,5 @@
-"""`python -m bastion` runs the CLI."""
+"""`python -m bastion` runs the CLI, exactly as the `bastion` console script does."""
 
-from bastion.cli.main import main
+from bastion.cli.entry import main
 
 main()

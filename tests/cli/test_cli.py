@@ -209,3 +209,61 @@ def test_unwritable_output_keeps_nothing(
 def test_report_schema_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert run("report", "schema") == 0
     assert json.loads(capsys.readouterr().out)["title"] == "Bastion assessment report"
+
+
+def test_hot_commands_start_without_typer(tmp_path: Path) -> None:
+    """The console script runs scan, sign and verify without importing Typer, rich or pydantic."""
+    model = tmp_path / "model.pkl"
+    model.write_bytes(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00N.")
+    code = (
+        "import sys\n"
+        "from bastion.cli.entry import main\n"
+        "try:\n"
+        f"    main(['scan', {str(model)!r}, '--format', 'json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code == 0, exc.code\n"
+        "heavy = {'typer', 'click', 'rich', 'pydantic'} & {m.split('.')[0] for m in sys.modules}\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _entry(*args: str) -> int:
+    from bastion.cli.entry import main as entry_main
+
+    with pytest.raises(SystemExit) as info:
+        entry_main(list(args))
+    return int(info.value.code or 0)
+
+
+@pytest.mark.parametrize("command", ["scan", "sign", "verify"])
+def test_hot_commands_are_listed_and_have_help(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _entry("--help") == 0
+    assert f" {command} " in capsys.readouterr().out
+    for runner in (_entry, run):  # the console script and the Typer app reach the same parser
+        assert runner(command, "--help") == 0
+        assert f"usage: bastion {command}" in capsys.readouterr().out
+
+
+def test_hot_commands_keep_exit_codes_through_both_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    for runner in (_entry, run):
+        assert runner("scan", str(bad)) == 1
+        assert "MALICIOUS" in capsys.readouterr().out
+        assert runner("scan", str(bad), "--format", "xml") == 2
+        assert "fix:" in capsys.readouterr().err
+        assert runner("scan") == 2  # no path: a usage error
+        assert runner("verify", str(tmp_path), "--key", str(tmp_path / "none.pem")) == 2
+        assert "error:" in capsys.readouterr().err
+
+
+def test_python_m_bastion_runs_hot_commands(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(b"cos\nsystem\n(S'true'\ntR.")
+    result = subprocess.run([*BASTION, "scan", str(bad)], capture_output=True, text=True)
+    assert result.returncode == 1 and "MALICIOUS" in result.stdout

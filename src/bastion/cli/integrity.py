@@ -1,67 +1,25 @@
-"""`bastion keygen | sign | verify | encrypt | decrypt`: artifact integrity commands.
+"""`bastion keygen | encrypt | decrypt`: keys and encryption at rest.
 
-Passphrases come from `--passphrase-file`, else `BASTION_PASSPHRASE`, else a prompt.
+`sign` and `verify` are hot commands with their own modules (`bastion.cli.sign`,
+`bastion.cli.verify`). Passphrases come from `--passphrase-file`, else
+`BASTION_PASSPHRASE`, else a prompt.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
-PASSPHRASE_FILE_HELP = "Read the passphrase from this file (first line)."
+from bastion.cli.passphrase import FILE_HELP as PASSPHRASE_FILE_HELP
+from bastion.cli.passphrase import passphrase as _passphrase
+from bastion.cli.passphrase import private_key as _private_key
 
 
 def register(app: typer.Typer) -> None:
     app.command("keygen")(keygen_command)
-    app.command("sign")(sign_command)
-    app.command("verify")(verify_command)
     app.command("encrypt")(encrypt_command)
     app.command("decrypt")(decrypt_command)
-
-
-def _passphrase(passphrase_file: Path | None, *, purpose: str, confirm: bool = False) -> bytes:
-    """The passphrase from a file, the environment, or an interactive prompt."""
-    from bastion.core.errors import InputError, UsageError
-    from bastion.integrity.keys import PASSPHRASE_ENV
-
-    if passphrase_file is not None:
-        try:
-            text = passphrase_file.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise InputError(
-                f"cannot read {passphrase_file}: {exc.strerror}", fix="check the path"
-            ) from exc
-        value = text[0] if text else ""
-    elif os.environ.get(PASSPHRASE_ENV):
-        value = os.environ[PASSPHRASE_ENV]
-    elif sys.stdin.isatty():
-        value = typer.prompt(
-            f"Passphrase for {purpose}", hide_input=True, confirmation_prompt=confirm
-        )
-    else:
-        raise UsageError(
-            f"a passphrase is needed for {purpose} and there is no terminal to ask on",
-            fix=f"pass --passphrase-file or set {PASSPHRASE_ENV}",
-        )
-    if not value:
-        raise UsageError("the passphrase is empty", fix="use a non-empty passphrase")
-    return value.encode()
-
-
-def _private_key(path: Path, passphrase_file: Path | None) -> Any:
-    from bastion.integrity.keys import load_private_key
-
-    try:
-        encrypted = b"ENCRYPTED PRIVATE KEY" in path.read_bytes()
-    except OSError:
-        encrypted = False  # load_private_key reports the unreadable path
-    secret = _passphrase(passphrase_file, purpose=str(path)) if encrypted else None
-    return load_private_key(path, secret)
 
 
 def keygen_command(
@@ -89,96 +47,6 @@ def keygen_command(
     private, public = write_keypair(key, out, secret)
     state = "unencrypted" if secret is None else "passphrase-encrypted"
     typer.echo(f"{algorithm} key pair: {private} ({state}), {public}")
-
-
-def sign_command(
-    model: Path = typer.Argument(..., help="Model file or directory."),
-    key: Path = typer.Option(..., "--key", help="Private signing key (PEM)."),
-    signature: Path | None = typer.Option(
-        None, "--signature", help="Where to write the bundle [MODEL/model.sig or FILE.sig]."
-    ),
-    ignore: list[str] = typer.Option(
-        [], "--ignore", help="Leave out files matching this glob (repeatable)."
-    ),
-    hash_type: str = typer.Option("sha256", "--hash", help="sha256 (sharded) or blake3."),
-    shard_size: int | None = typer.Option(
-        None,
-        "--shard-size",
-        help="SHA-256 shard size in bytes; 0 = whole files (model_signing CLI layout).",
-    ),
-    passphrase_file: Path | None = typer.Option(
-        None, "--passphrase-file", help=PASSPHRASE_FILE_HELP
-    ),
-) -> None:
-    """Hash every file of a model and sign the manifest (OpenSSF model-signing layout)."""
-    from bastion.integrity.signing import sign_model
-
-    result = sign_model(
-        model, _private_key(key, passphrase_file), signature, ignore, hash_type, shard_size
-    )
-    files = len(result.manifest.files or ())
-    typer.echo(f"signed {files} files with {result.algorithm}: {result.signature}")
-
-
-def verify_command(
-    model: Path = typer.Argument(..., help="Model file or directory."),
-    key: list[Path] = typer.Option(..., "--key", help="Trusted public key (repeatable)."),
-    signature: Path | None = typer.Option(
-        None, "--signature", help="Bundle to check [MODEL/model.sig or FILE.sig]."
-    ),
-    output: str = typer.Option("text", "--format", help="text or json."),
-) -> None:
-    """Check the signature and every file; exit 1 listing changed, missing and extra files."""
-    from bastion.core.errors import BastionError, UsageError
-    from bastion.integrity.keys import load_public_key
-    from bastion.integrity.signing import ModelMismatchError, verify_model
-
-    if output not in ("text", "json"):
-        raise UsageError(f"unknown format {output!r}", fix="use --format text or --format json")
-    report: dict[str, Any] = {"model": str(model), "verified": False}
-    try:
-        result = verify_model(model, [load_public_key(k) for k in key], signature)
-    except ModelMismatchError as exc:
-        report.update(
-            changed=exc.diff.changed,
-            missing=exc.diff.missing,
-            extra=exc.diff.extra,
-            error=exc.message,
-        )
-        if output == "json":
-            typer.echo(json.dumps(report, indent=2))
-            raise typer.Exit(exc.exit_code) from exc
-        for label, names in (
-            ("changed", exc.diff.changed),
-            ("missing", exc.diff.missing),
-            ("extra", exc.diff.extra),
-        ):
-            for name in names:
-                typer.echo(f"{label}: {name}")
-        raise
-    except BastionError as exc:
-        if output != "json":
-            raise
-        report.update(error=exc.message, fix=exc.fix, exit_code=exc.exit_code)
-        typer.echo(json.dumps(report, indent=2))
-        raise typer.Exit(exc.exit_code) from exc
-    files = len(result.manifest.paths())
-    if output == "json":
-        report.update(
-            verified=True,
-            key=result.key.source,
-            algorithm=result.key.algorithm,
-            files=files,
-            hash=result.manifest.serialization.hash_type,
-            changed=[],
-            missing=[],
-            extra=[],
-        )
-        typer.echo(json.dumps(report, indent=2))
-        return
-    typer.echo(
-        f"verified {files} files; signed with {result.key.algorithm} key {result.key.source}"
-    )
 
 
 def encrypt_command(

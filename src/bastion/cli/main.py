@@ -1,7 +1,9 @@
-"""Entry point: builds the Typer app from the command modules and maps errors to exit codes.
+"""The Typer app: built from the command modules; maps errors to exit codes.
 
 Command modules import only typer at module level; heavy libraries (torch, FastAPI,
-matplotlib) are imported inside the commands, so `bastion --version` starts fast.
+matplotlib) are imported inside the commands, so `bastion --version` starts fast. The
+hot commands (`bastion.cli.entry.HOT`) are listed here as pass-throughs: their words
+go unparsed to the argparse implementation the console script runs directly.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from bastion import __version__
+from bastion.cli.entry import HOT
 from bastion.core.errors import BastionError
 
 app = typer.Typer(
@@ -35,7 +38,6 @@ COMMAND_MODULES = (
     "llm",
     "report",
     "sanitize",
-    "scan",
     "serve",
     "watermark",
     "zoo",
@@ -43,6 +45,25 @@ COMMAND_MODULES = (
 
 for name in COMMAND_MODULES:
     importlib.import_module(f"bastion.cli.{name}").register(app)
+
+
+def _pass_through(name: str, module_name: str) -> None:
+    """List hot command `name`; its arguments (and `--help`) go to `module.main`."""
+    module = importlib.import_module(module_name)
+
+    def command(ctx: typer.Context) -> None:
+        raise typer.Exit(module.main(list(ctx.args)))
+
+    app.command(
+        name,
+        help=module.HELP,
+        add_help_option=False,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(command)
+
+
+for _name, _module in HOT.items():
+    _pass_through(_name, _module)
 
 
 def _version(value: bool) -> None:

@@ -1,66 +1,91 @@
-"""`bastion scan`: find code hidden in model files without running it."""
+"""`bastion scan`: find code hidden in model files without running it.
+
+A hot command (see `bastion.cli.entry`): argparse only, and the scanner imported when
+the options are valid.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import typer
+from bastion.cli import lean
+
+if TYPE_CHECKING:
+    import argparse
+
+    from bastion.integrity.scan.report import ScanReport
+
+HELP = "Scan model files without running them."
+DESCRIPTION = (
+    f"{HELP} Exit 0 all safe, 1 something suspicious or malicious, 2 a file could not be scanned."
+)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("scan")(scan_command)
+def build_parser() -> argparse.ArgumentParser:
+    parser = lean.parser("scan", DESCRIPTION)
+    add = parser.add_argument
+    add("paths", nargs="+", metavar="PATH", help="Files or directories (scanned recursively).")
+    add("--format", dest="fmt", default="text", help="text, json or sarif. [default: text]")
+    add(
+        "--policy",
+        default="default",
+        help="default, or strict (unknown imports are malicious). [default: default]",
+    )
+    add(
+        "--allow",
+        action="append",
+        default=[],
+        metavar="MODULE:NAME",
+        help="Allow MODULE:NAME (or MODULE:*) for this run; repeatable.",
+    )
+    add(
+        "--allowlist",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="TOML/JSON file with [allow] globals = [...]; repeatable.",
+    )
+    add("--output", "-o", metavar="FILE", help="Write the report here instead of stdout.")
+    return parser
 
 
-def scan_command(
-    paths: list[Path] = typer.Argument(..., help="Files or directories (scanned recursively)."),
-    fmt: str = typer.Option("text", "--format", help="text, json or sarif."),
-    policy: str = typer.Option(
-        "default", "--policy", help="default, or strict (unknown imports are malicious)."
-    ),
-    allow: list[str] = typer.Option(
-        [], "--allow", help="Allow MODULE:NAME (or MODULE:*) for this run; repeatable."
-    ),
-    allowlist: list[Path] = typer.Option(
-        [], "--allowlist", help="TOML/JSON file with [allow] globals = [...]; repeatable."
-    ),
-    output: Path | None = typer.Option(
-        None, "--output", "-o", help="Write the report here instead of stdout."
-    ),
-) -> None:
-    """Scan model files without running them.
+def main(argv: list[str]) -> int:
+    """Parse `argv` (the words after `scan`) and run the scan; returns the exit code."""
+    opts = build_parser().parse_args(argv)
+    return lean.run(lambda: _scan(opts))
 
-    Exit 0 all safe, 1 something suspicious or malicious, 2 a file could not be scanned.
-    """
+
+def _scan(opts: argparse.Namespace) -> int:
     import json
+    from pathlib import Path
 
-    from bastion import __version__
     from bastion.core.errors import UsageError
     from bastion.integrity.scan.engine import scan_paths
     from bastion.integrity.scan.policy import load_policy
-    from bastion.integrity.scan.report import to_sarif
 
-    if fmt not in ("text", "json", "sarif"):
-        raise UsageError(f"unknown format {fmt!r}", fix="choose text, json or sarif")
-    report = scan_paths(list(paths), load_policy(policy, allow=allow, files=allowlist))
-    if fmt == "json":
+    if opts.fmt not in ("text", "json", "sarif"):
+        raise UsageError(f"unknown format {opts.fmt!r}", fix="choose text, json or sarif")
+    policy = load_policy(opts.policy, allow=opts.allow, files=opts.allowlist)
+    report = scan_paths([Path(p) for p in opts.paths], policy)
+    if opts.fmt == "json":
         text = json.dumps(report.to_dict(), indent=2)
-    elif fmt == "sarif":
+    elif opts.fmt == "sarif":
+        from bastion import __version__
+        from bastion.integrity.scan.report import to_sarif
+
         text = json.dumps(to_sarif(report, __version__), indent=2)
     else:
         text = _render_text(report)
-    if output is not None:
+    if opts.output is not None:
         from bastion.core.fs import write_bytes_atomic
 
-        write_bytes_atomic(output, (text + "\n").encode("utf-8"))
+        write_bytes_atomic(Path(opts.output), (text + "\n").encode("utf-8"))
     else:
-        typer.echo(text)
-    raise typer.Exit(report.exit_code)
+        lean.echo(text)
+    return report.exit_code
 
 
-def _render_text(report: object) -> str:
-    from bastion.integrity.scan.report import ScanReport
-
-    assert isinstance(report, ScanReport)
+def _render_text(report: ScanReport) -> str:
     lines = []
     for file in report.files:
         lines.append(f"{file.verdict.upper():<10} {file.path}  [{file.format}]")

@@ -1,0 +1,37 @@
+"""What the hot commands (`bastion.cli.entry.HOT`) share: argparse and the error table.
+
+They import neither Typer nor rich, so a pipeline step that only scans, signs or
+verifies pays for Python, argparse and the work itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+
+def parser(command: str, description: str) -> argparse.ArgumentParser:
+    """A parser for `bastion COMMAND` that takes no abbreviated options (as Typer does not)."""
+    return argparse.ArgumentParser(
+        prog=f"bastion {command}", description=description, allow_abbrev=False
+    )
+
+
+def run(body: Callable[[], int]) -> int:
+    """The exit code of `body()`; a BastionError becomes its message, fix and code."""
+    from bastion.core.errors import BastionError
+
+    try:
+        return body()
+    except BastionError as exc:
+        print(f"error: {exc.message}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("aborted", file=sys.stderr)
+        return 130
+
+
+def echo(text: str) -> None:
+    """One line (or block) of output on stdout."""
+    print(text, flush=True)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from bastion.core.errors import ConfigError, InputError
-from bastion.defenses.dawn import PairLog, ResponseWatermark, read_pairs, verify_clone
+from bastion.defenses.dawn import PairLog, Pairs, ResponseWatermark, read_pairs, verify_clone
 
 KEY = b"k" * 32
 
 
 class Linear:
-    """A fixed linear softmax model on 4 features, 5 classes."""
+    """A fixed linear softmax model on 4 features (5 classes unless told)."""
 
-    def __init__(self, seed: int) -> None:
-        self.w = np.random.default_rng(seed).normal(size=(4, 5))
-        self.n_classes = 5
+    def __init__(self, seed: int, n_classes: int = 5) -> None:
+        self.w = np.random.default_rng(seed).normal(size=(4, n_classes))
+        self.n_classes = n_classes
         self.input_shape = (4,)
         self.input_bounds = None
 
@@ -29,14 +31,45 @@ class Linear:
 
 
 class Memorised:
-    """A 'clone' that reproduces every answer it was given (a perfect extraction)."""
+    """A 'clone' that reproduces every answer it was given (a perfect extraction); with `seen`,
+    only the answers to those inputs (one client's share of the traffic), our model elsewhere."""
 
-    def __init__(self, victim: Linear, mark: ResponseWatermark) -> None:
+    def __init__(
+        self, victim: Linear, mark: ResponseWatermark, seen: np.ndarray | None = None
+    ) -> None:
         self.victim, self.mark = victim, mark
-        self.n_classes, self.input_shape, self.input_bounds = 5, (4,), None
+        self.seen = None if seen is None else {row.tobytes() for row in seen}
+        self.n_classes, self.input_shape, self.input_bounds = victim.n_classes, (4,), None
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.mark.apply(x, self.victim.predict_proba(x))[0]
+        honest = self.victim.predict_proba(x)
+        answered = self.mark.apply(x, honest)[0]
+        if self.seen is None:
+            return answered
+        asked = np.array([row.tobytes() in self.seen for row in np.asarray(x, np.float32)])
+        return np.where(asked[:, None], answered, honest)
+
+
+class Flipped:
+    """A model built without our answers: our model with the label flipped on chosen inputs."""
+
+    def __init__(self, victim: Linear, flip: Callable[[np.ndarray], bool]) -> None:
+        self.victim, self.flip = victim, flip
+        self.n_classes, self.input_shape, self.input_bounds = 2, (4,), None
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        probs = self.victim.predict_proba(x)
+        rows = np.asarray(x, np.float32)
+        flip = np.array([self.flip(row) for row in rows], bool)
+        probs[flip] = probs[flip][:, ::-1]
+        return probs
+
+
+def record(tmp_path: Path, mark: ResponseWatermark, victim: Linear, x: np.ndarray) -> Pairs:
+    """Answer `x` through the watermark, record the pairs, and read them back."""
+    _, marked = mark.apply(x, victim.predict_proba(x))
+    PairLog(tmp_path / "pairs.jsonl").append(x, marked, "m")
+    return read_pairs(tmp_path / "pairs.jsonl", (4,), "m")
 
 
 def test_fraction_must_stay_below_half_a_percent() -> None:
@@ -75,6 +108,65 @@ def test_verify_clone_proves_a_copy_and_not_an_independent_model(tmp_path: Path)
     for seed in range(1, 4):
         assert not verify_clone(Linear(seed), pairs).proven()
     assert not verify_clone(victim, pairs).proven()  # the honest model never gives marked labels
+
+
+def test_binary_clone_of_one_clients_share_is_proven(tmp_path: Path) -> None:
+    # two classes: an independent model "matches" a watermark label wherever it disagrees with
+    # us, so the proof rests on the clone disagreeing on watermark pairs and not on controls
+    victim = Linear(0, n_classes=2)
+    mark = ResponseWatermark(KEY, 0.004, control_fraction=0.01)
+    x = np.random.default_rng(2).normal(size=(40000, 4)).astype(np.float32)
+    pairs = record(tmp_path, mark, victim, x)
+    clone = Memorised(victim, mark, seen=x[:10000])  # the thief asked a quarter of the traffic
+    verdict = verify_clone(clone, pairs)
+    assert verdict.matches < verdict.pairs / 2
+    assert verdict.proven() and verdict.confidence >= 1 - 2.0**-40
+    for seed in range(1, 4):
+        assert not verify_clone(Linear(seed, n_classes=2), pairs).proven()
+    assert verify_clone(victim, pairs).log2_p_value == 0.0
+
+
+def test_a_repeated_query_is_one_coin(tmp_path: Path) -> None:
+    # one marked input asked 300 times by a benign client is one keyed coin, not 300: a model
+    # that happens to disagree with us there must not be "proven"
+    victim = Linear(0, n_classes=2)
+    mark = ResponseWatermark(KEY, 0.004, control_fraction=0.01)
+    x = np.random.default_rng(3).normal(size=(20000, 4)).astype(np.float32)
+    _, marked = mark.apply(x, victim.predict_proba(x))
+    star = x[np.flatnonzero(marked.watermark)[0]]
+    pairs = record(tmp_path, mark, victim, np.concatenate([x, np.repeat(star[None], 300, 0)]))
+    verdict = verify_clone(Flipped(victim, lambda row: row.tobytes() == star.tobytes()), pairs)
+    assert verdict.pairs == marked.watermark.sum() and verdict.matches == 1
+    assert verdict.log2_p_value > -5
+
+
+def test_the_null_is_not_anticonservative(tmp_path: Path) -> None:
+    # key-independent models disagreeing with us at random (5% to 60% of inputs): the p-value
+    # must be at least uniform, so P[p <= 1/16] <= 1/16 (plus sampling slack)
+    victim = Linear(0, n_classes=2)
+    mark = ResponseWatermark(KEY, 0.004, control_fraction=0.01)
+    x = np.random.default_rng(4).normal(size=(30000, 4)).astype(np.float32)
+    pairs = record(tmp_path, mark, victim, x)
+    rng = np.random.default_rng(5)
+    small = []
+    for trial in range(200):
+        rate, salt = rng.uniform(0.05, 0.6), trial.to_bytes(4, "big")
+
+        def flip(row: np.ndarray, rate: float = rate, salt: bytes = salt) -> bool:
+            digest = hashlib.blake2b(salt + row.tobytes(), digest_size=8).digest()
+            return int.from_bytes(digest, "big") / 2.0**64 < rate
+
+        small.append(verify_clone(Flipped(victim, flip), pairs).log2_p_value <= -4)
+    assert sum(small) <= 200 / 16 + 3 * np.sqrt(200 / 16)
+
+
+def test_recorded_labels_must_fit_the_suspect(tmp_path: Path) -> None:
+    path = tmp_path / "pairs.jsonl"
+    line = '{{"model": "m", "kind": "watermark", "label": {}, "victim": 0, "x": [1, 2, 3, 4]}}\n'
+    for label in (0, 7):  # our own label as a "watermark", or a class the suspect lacks
+        path.write_text(line.format(label))
+        with pytest.raises(InputError):
+            verify_clone(Linear(1), read_pairs(path, (4,)))
 
 
 def test_pairs_file_errors_name_the_line(tmp_path: Path) -> None:

@@ -2,13 +2,13 @@
 
 For a secret, keyed fraction of queries (< 0.5%) the answer's label is deterministically
 replaced by a keyed wrong label, and the (input, watermark label) pair is recorded. A clone
-trained on our answers learns those pairs; an independent model agrees with a watermark label
-no more often than chance. `verify_clone` turns the agreement count into a binomial p-value.
+trained on our answers learns those pairs; an independent model does not. A keyed control
+sample (answered honestly, also recorded) shows where the suspect disagrees with us anyway:
+`verify_clone` asks whether its disagreements fall on the watermark pairs more often than a
+keyed coin would put them there (an exact conditional test, see docs/serving-defences.md).
 
 Selection and labels are HMACs of the input bytes, so the same query always gets the same
-answer (no averaging out) and nobody without the key can tell which answers are marked. A
-small keyed control sample (answered honestly, also recorded) measures how often the suspect
-disagrees with us at all, which bounds chance agreement for two-class models.
+answer (no averaging out) and nobody without the key can tell which answers are marked.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from bastion.core.errors import ConfigError, InputError
 from bastion.core.model import Model, predict_labels
 
 MAX_FRACTION = 0.005
-CONTROL_SLACK_LOG2 = -50.0  # error probability spent on the control-sample bound
 
 
 def _u64(key: bytes, tag: bytes, row: np.ndarray) -> int:
@@ -161,13 +160,13 @@ def read_pairs(path: Path, input_shape: tuple[int, ...], model: str | None = Non
 
 @dataclass(frozen=True)
 class CloneVerdict:
-    """The ownership test: watermark agreements against what chance allows."""
+    """The ownership test: how the suspect's disagreements with us fall on watermark pairs."""
 
-    pairs: int
-    matches: int
-    controls: int
-    disagreements: int
-    chance: float
+    pairs: int  # distinct watermark inputs
+    matches: int  # watermark pairs where the suspect gives our altered label
+    controls: int  # distinct control inputs
+    disagreements: int  # control inputs where the suspect's label differs from our model's
+    chance: float  # per-pair match probability under the null, given the disagreements seen
     log2_p_value: float
 
     @property
@@ -178,49 +177,60 @@ class CloneVerdict:
         return self.log2_p_value <= log2_alpha
 
 
-def _log2_binom_sf(k: int, n: int, p: float) -> float:
-    """log2 P[Binomial(n, p) >= k], stable for tiny tails."""
-    from scipy.stats import binom
+def distinct(pairs: Pairs) -> Pairs:
+    """The pairs with repeated inputs dropped: one input is one keyed coin, however often asked."""
+    flat = np.ascontiguousarray(pairs.x, dtype=np.float32).reshape(len(pairs.x), -1)
+    _, first = np.unique(flat.view(np.dtype((np.void, flat.shape[1] * 4))), return_index=True)
+    keep = np.sort(first)
+    return Pairs(pairs.x[keep], pairs.labels[keep], pairs.victim[keep], pairs.watermark[keep])
 
-    if k <= 0:
+
+def _log2_null_tail(matches: int, recorded: int, disagree: int, marked: int, k: int) -> float:
+    """log2 P[M >= matches] with J ~ Hypergeom(recorded, disagree, marked) disagreements on
+    watermark pairs and M | J ~ Binomial(J, 1 / (k - 1)) of them on the altered label."""
+    from scipy.special import logsumexp
+    from scipy.stats import binom, hypergeom
+
+    if matches <= 0:
         return 0.0
-    if p >= 1.0:
-        return 0.0
-    if p <= 0.0:
-        return -math.inf
-    return float(binom.logsf(k - 1, n, p)) / math.log(2.0)
+    j = np.arange(matches, min(disagree, marked) + 1)
+    terms = hypergeom.logpmf(j, recorded, disagree, marked)
+    if k > 2:
+        terms = terms + binom.logsf(matches - 1, j, 1.0 / (k - 1))
+    return min(0.0, float(logsumexp(terms)) / math.log(2.0))
 
 
 def verify_clone(suspect: Model, pairs: Pairs) -> CloneVerdict:
-    """Test `suspect` against the recorded pairs.
+    """Test `suspect` against the recorded pairs with an exact conditional test.
 
-    Under the null hypothesis (a model built without our answers) a watermark label, drawn by
-    HMAC uniformly among the classes other than ours, is matched with probability at most
-    P[disagree with us] / (C - 1). The disagreement rate is bounded from above on the control
-    sample (Clopper-Pearson at 2^-50, whose error is added to the p-value); with no controls
-    it is 1.
+    Null hypothesis: the suspect was built without our answers, so its label for an input does
+    not depend on the key. Among the distinct recorded inputs (watermark or control), which
+    ones were watermarked is a keyed coin independent of that label; given the counts, the
+    watermark pairs are a uniformly random subset. The suspect's disagreements with our model
+    therefore land on watermark pairs hypergeometrically, and each lands on the altered label
+    (uniform over the other C - 1 classes) with probability 1 / (C - 1). A clone trained on
+    our answers instead concentrates its disagreements on the watermark pairs, on exactly the
+    altered labels. With no control pairs a two-class test has no power (p = 1).
     """
-    from scipy.stats import beta
-
-    n_classes = suspect.n_classes
     if not pairs.watermark.any():
         raise InputError("the recorded pairs hold no watermark pair", fix="record more traffic")
+    k = max(2, suspect.n_classes)
+    labels = np.concatenate([pairs.labels, pairs.victim])
+    if (
+        labels.min() < 0
+        or labels.max() >= k
+        or (pairs.labels == pairs.victim)[pairs.watermark].any()
+    ):
+        raise InputError(
+            f"the recorded labels do not fit a {k}-class model (or a watermark label is ours)",
+            fix="test a suspect of the served model's task with the gateway's pairs file",
+        )
+    pairs = distinct(pairs)
     marked = pairs.watermark
     pred = predict_labels(suspect, pairs.x)
+    disagree = pred != pairs.victim
     matches = int((pred[marked] == pairs.labels[marked]).sum())
-    n = int(marked.sum())
-    controls = int((~marked).sum())
-    disagree = int((pred[~marked] != pairs.victim[~marked]).sum())
-    if controls:
-        bound = (
-            1.0
-            if disagree == controls
-            else float(beta.ppf(1.0 - 2.0**CONTROL_SLACK_LOG2, disagree + 1, controls - disagree))
-        )
-    else:
-        bound = 1.0
-    chance = min(1.0, bound) / max(1, n_classes - 1)
-    log2_p = _log2_binom_sf(matches, n, chance)
-    if controls:
-        log2_p = math.log2(2.0**log2_p + 2.0**CONTROL_SLACK_LOG2)
-    return CloneVerdict(n, matches, controls, disagree, chance, log2_p)
+    n, recorded, total = int(marked.sum()), len(marked), int(disagree.sum())
+    log2_p = _log2_null_tail(matches, recorded, total, n, k)
+    chance = total / recorded / (k - 1)
+    return CloneVerdict(n, matches, recorded - n, int(disagree[~marked].sum()), chance, log2_p)

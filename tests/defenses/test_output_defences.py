@@ -81,6 +81,20 @@ def test_perturbations_change_probabilities_but_repeat_identically(model: Fixed)
         assert np.abs(a - model.predict_proba(x)).max() > 0.05
 
 
+def test_reverse_sigmoid_clips_an_overshoot_to_zero_and_renormalises() -> None:
+    # beta = 3 pushes a 0.99 top-1 to 0.99 - 3 * (sigmoid(0.4 * logit(0.99)) - 1/2) < 0: the
+    # paper clips it to 0 and renormalises (alpha); abs() would turn -0.098 into +0.098
+    probs = np.array([[0.99, 0.005, 0.005]])
+    p = np.clip(probs, 1e-7, 1 - 1e-7)
+    raw = p - 3.0 * (1 / (1 + np.exp(-0.4 * np.log(p / (1 - p)))) - 0.5)
+    assert raw[0, 0] < 0
+    out = ReverseSigmoid(Fixed(probs), beta=3.0, gamma=0.4).predict_proba(queries(1))
+    assert out.argmax() == 0 and out.sum() == pytest.approx(1.0)
+    # the clipped top-1 swaps places with the runner-up: one class keeps (almost) no mass
+    assert np.sort(out[0])[0] < 1e-6
+    np.testing.assert_allclose(np.sort(out[0])[1:], [0.5, 0.5], atol=1e-5)
+
+
 def test_gaussian_noise_depends_on_the_key(model: Fixed) -> None:
     x = queries()
     a = GaussianNoise(model, 0.2, b"one").predict_proba(x)

@@ -122,7 +122,9 @@ class ReverseSigmoid(_Wrapper):
     """Lee et al. 2019: p' = alpha * (p - beta * (sigmoid(gamma * logit(p)) - 1/2)), top-1 kept.
 
     The perturbation is largest where the probability carries most information for a clone's
-    loss, and it makes the mapping from logits to answers non-invertible.
+    loss, and it makes the mapping from logits to answers non-invertible. An entry pushed below
+    zero (a confident top-1 with a large beta) is clipped to 0 and alpha renormalises the row,
+    as in the paper; reflecting it (abs) would hand back mass the defence meant to remove.
     """
 
     def __init__(self, model: Model, beta: float = 0.7, gamma: float = 0.4) -> None:
@@ -136,7 +138,7 @@ class ReverseSigmoid(_Wrapper):
         p = np.clip(probs, 1e-7, 1.0 - 1e-7)
         logit = np.log(p / (1.0 - p))
         reverse = 1.0 / (1.0 + np.exp(-self.gamma * logit)) - 0.5
-        out = np.abs(p - self.beta * reverse)
+        out = np.clip(p - self.beta * reverse, 0.0, 1.0)
         return keep_top1(probs, out / out.sum(axis=1, keepdims=True))
 
 

@@ -263,3 +263,12 @@ def test_dotted_alias_of_a_loader_has_its_payload_scanned(scan_bytes: Scan) -> N
     report = scan_bytes(data)
     assert report.files[0].verdict == "malicious"
     assert "posix.system" in globals_of(report)
+
+
+def test_opcode_set_is_every_pickletools_opcode() -> None:
+    """The engine spells the opcode bytes out; they must be exactly CPython's."""
+    import pickletools
+
+    from bastion.integrity.scan.engine import _OPCODES
+
+    assert frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes) == _OPCODES

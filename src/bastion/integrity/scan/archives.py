@@ -9,11 +9,9 @@ from __future__ import annotations
 import contextlib
 import mmap
 import struct
-import tempfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bastion.integrity.scan.context import Context
 from bastion.integrity.scan.limits import LimitExceeded
@@ -73,15 +71,19 @@ _DECOMPRESSORS: dict[str, Callable[[], Any]] = {
 _MULTISTREAM = {"gzip", "bz2", "xz"}
 
 
-@dataclass
 class Inflated:
     """Decompressed bytes, in memory or in a mapped temporary file; `complete` if no error."""
 
-    data: Any
-    size: int
-    complete: bool
-    error: str = ""
-    _file: Any = None
+    def __init__(
+        self, data: Any, size: int, complete: bool, error: str = "", file: Any = None
+    ) -> None:
+        self.data, self.size, self.complete, self.error, self._file = (
+            data,
+            size,
+            complete,
+            error,
+            file,
+        )
 
     def close(self) -> None:
         if self._file is not None:
@@ -117,6 +119,8 @@ def inflate(kind: str, data: Any, start: int, end: int, ctx: Context) -> Inflate
                 total += len(out)
                 ctx.count_decompressed(len(out))
                 if spill is None and total > _SPILL:
+                    import tempfile
+
                     spill = tempfile.TemporaryFile()  # noqa: SIM115 - closed by Inflated.close
                     spill.write(b"".join(chunks))
                     chunks = []
@@ -260,8 +264,7 @@ def _tar_checksum_ok(header: bytes) -> bool:
 
 
 # ---- zip ---------------------------------------------------------------------------------
-@dataclass
-class _Entry:
+class _Entry(NamedTuple):
     name: str
     method: int
     flags: int

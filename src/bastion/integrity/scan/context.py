@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from bastion.integrity.scan.limits import Deadline, LimitExceeded, Limits
@@ -11,22 +10,28 @@ from bastion.integrity.scan.policy import Policy
 from bastion.integrity.scan.report import Effect, Level, ScanFinding
 
 
-@dataclass
 class Context:
     """Policy, limits and the findings collected so far for one file (and its members)."""
 
-    policy: Policy
-    limits: Limits
-    deadline: Deadline
-    findings: list[ScanFinding] = field(default_factory=list)
-    depth: int = 0
-    decompressed: int = 0
-    members: int = 0
-    # scan a byte string found inside the file as if it were a file of its own
-    nested: Callable[[bytes, str, Context], None] | None = None
-    # every imported global -> how many call sites invoke it (0: imported, never called)
-    imports: dict[str, int] = field(default_factory=dict)
-    _seen: set[tuple[str, str | None, str]] = field(default_factory=set)
+    def __init__(
+        self,
+        policy: Policy,
+        limits: Limits,
+        deadline: Deadline,
+        nested: Callable[[bytes, str, Context], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.limits = limits
+        self.deadline = deadline
+        # scan a byte string found inside the file as if it were a file of its own
+        self.nested = nested
+        self.findings: list[ScanFinding] = []
+        self.depth = 0
+        self.decompressed = 0
+        self.members = 0
+        # every imported global -> how many call sites invoke it (0: imported, never called)
+        self.imports: dict[str, int] = {}
+        self._seen: set[tuple[str, str | None, str]] = set()
 
     def add(
         self,

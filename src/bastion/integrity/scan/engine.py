@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import pickletools
 import stat
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -199,8 +198,13 @@ def scan_blob(
 
 
 _PICKLE_NAMES = (".pkl", ".pickle", "<loader>")
-# every opcode: CPython accepts any of them first, so any may open a pickle
-_OPCODES = frozenset(op.code.encode("latin-1")[0] for op in pickletools.opcodes)
+# every opcode of protocols 0-5 (`pickletools.opcodes`, spelled out: importing pickletools
+# costs `bastion scan` milliseconds); CPython accepts any of them first, so any may open a pickle
+_OPCODES = frozenset(
+    b"().012BCFGIJKLMNPQRSTUVX]abcdeghijlopqrstu}"
+    b"\x80\x81\x82\x83\x84\x85\x86\x87\x88\x89\x8a\x8b\x8c\x8d\x8e"
+    b"\x8f\x90\x91\x92\x93\x94\x95\x96\x97\x98"
+)
 
 
 def _tentative_pickle(data: Any, start: int, end: int, where: str, ctx: Context) -> str:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Limits:
+class Limits(NamedTuple):
     """Ceilings per scanned file; exceeding one is a finding, never a crash or a hang."""
 
     max_seconds: float = 300.0

@@ -10,7 +10,6 @@ match, so a large pickle of numeric lists is read at C speed.
 from __future__ import annotations
 
 import _compat_pickle
-import base64
 import binascii
 import codecs
 import re
@@ -262,6 +261,8 @@ class PickleMachine:
         if isinstance(value, bytes):
             return value
         if isinstance(value, str):
+            import base64
+
             stripped = value.strip()
             for decode in (lambda s: base64.b64decode(s, validate=True), bytes.fromhex):
                 try:

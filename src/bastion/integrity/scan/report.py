@@ -1,9 +1,12 @@
-"""Scan results: findings, per-file verdicts and the report, plus JSON and SARIF renderings."""
+"""Scan results: findings, per-file verdicts and the report, plus JSON and SARIF renderings.
+
+Plain classes rather than dataclasses: `dataclasses` (and the `inspect` it pulls in)
+would be most of `bastion scan`'s start-up.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 Verdict = Literal["safe", "suspicious", "malicious", "error"]
 Level = Literal["info", "low", "medium", "high", "critical"]
@@ -14,8 +17,7 @@ Effect = Literal["none", "suspicious", "malicious", "error"]
 _VERDICT_RANK: dict[str, int] = {"safe": 0, "suspicious": 1, "error": 2, "malicious": 3}
 
 
-@dataclass(frozen=True)
-class ScanFinding:
+class ScanFinding(NamedTuple):
     """One observation about a file: which rule fired, where, and about which global (if any)."""
 
     rule: str
@@ -35,15 +37,24 @@ class ScanFinding:
         }
 
 
-@dataclass
 class FileResult:
     """The verdict for one file (or archive member, named `archive!member`)."""
 
-    path: str
-    format: str
-    findings: list[ScanFinding] = field(default_factory=list)
-    # every global the file's pickles import, with the number of call sites that invoke it
-    imports: dict[str, int] = field(default_factory=dict)
+    def __init__(
+        self,
+        path: str,
+        format: str,
+        findings: list[ScanFinding] | None = None,
+        imports: dict[str, int] | None = None,
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.findings: list[ScanFinding] = [] if findings is None else findings
+        # every global the file's pickles import, with the number of call sites that invoke it
+        self.imports: dict[str, int] = {} if imports is None else imports
+
+    def __repr__(self) -> str:
+        return f"FileResult({self.path!r}, {self.format!r}, verdict={self.verdict!r})"
 
     @property
     def verdict(self) -> Verdict:
@@ -63,12 +74,15 @@ class FileResult:
         }
 
 
-@dataclass
 class ScanReport:
     """Every scanned file with its verdict; `safe` only when every file is safe."""
 
-    files: list[FileResult] = field(default_factory=list)
-    policy: str = "default"
+    def __init__(self, files: list[FileResult] | None = None, policy: str = "default") -> None:
+        self.files: list[FileResult] = [] if files is None else files
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"ScanReport({len(self.files)} files, verdict={self.verdict!r})"
 
     @property
     def safe(self) -> bool:

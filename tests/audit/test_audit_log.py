@@ -174,6 +174,44 @@ def test_stored_record_is_canonical_and_carries_its_index(home: Path) -> None:
 @pytest.mark.parametrize(
     "record",
     [
+        {"s": 1, "sep": [2], "seqa": None, "z": {"b": 1, "a": 2}, "é": "ü", "": 0},
+        {"a": 1},
+        {"z": 1},
+        {},
+    ],
+)
+def test_members_either_side_of_seq_are_stored_canonically(
+    home: Path, record: dict[str, object]
+) -> None:
+    log = open_log()
+    for _ in range(3):
+        log.append_sync(record)
+    entries = _stored_entries(home / "audit.sqlite3")
+    assert entries == [canonical_json({**record, "seq": i}) for i in range(3)]
+    log.close()
+
+
+def _nested(levels: int) -> dict[str, object]:
+    value: object = 1
+    for _ in range(levels):
+        value = {"n": value}
+    return value  # type: ignore[return-value]
+
+
+def test_records_nested_too_deeply_are_refused(home: Path) -> None:
+    log = open_log()
+    log.append_sync(_nested(8))
+    with pytest.raises(AuditRecordError, match="deeper"):
+        log.append_sync(_nested(9))
+    with pytest.raises(AuditRecordError, match="deeper"):
+        log.append_sync({"n": [[[[[[[[1]]]]]]]]})
+    assert log.size() == 1
+    log.close()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
         {"api_key": "bst_live_123"},
         {"tenant": "a", "headers": {"Authorization": "Bearer x"}},
         {"password": "hunter2"},

@@ -83,3 +83,36 @@ def test_schemathesis_finds_no_server_error(shared: Running) -> None:
     assert calls > 50
     assert not failures, failures[:5]
     assert shared.client().get("/v2/health/live").status_code == 200
+
+
+def test_concurrent_requests_each_get_their_own_answer_and_record(shared: Running) -> None:
+    """Requests micro-batched into one forward pass still answer and audit one by one."""
+    import asyncio
+    import hashlib
+    import json
+
+    import httpx
+
+    key = shared.key()
+    local = build(MODEL)
+    bodies = [infer_body(batch=1 + i % 3, seed=100 + i, request_id=f"r{i}") for i in range(24)]
+
+    async def send() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=shared.url, headers=headers, timeout=30) as client:
+            return await asyncio.gather(
+                *(client.post(INFER, content=json.dumps(b)) for b in bodies)
+            )
+
+    responses = asyncio.run(send())
+    for body, response in zip(bodies, responses, strict=True):
+        assert response.status_code == 200
+        answer = response.json()
+        tensor = body["inputs"][0]
+        x = np.asarray(tensor["data"], np.float32).reshape(tensor["shape"])
+        assert answer["id"] == body["id"]
+        got = np.asarray(answer["outputs"][0]["data"]).reshape(answer["outputs"][0]["shape"])
+        np.testing.assert_allclose(got, local.predict_proba(x), atol=1e-5)
+        record = shared.audit(int(response.headers["Bastion-Audit-Index"]))
+        assert record["request_id"] == body["id"]
+        assert record["input_digest"] == hashlib.sha256(json.dumps(body).encode()).hexdigest()

@@ -21,7 +21,7 @@ from bastion.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from bastion.audit.records import prepare
+from bastion.audit.records import Prepared, prepare
 from bastion.audit.store import Durability, Store
 from bastion.audit.verify import VerifyResult, verify_store
 from bastion.core.errors import UsageError
@@ -102,7 +102,7 @@ class AuditLog:
         self._store = store
         self._key = key
         self.max_batch = max_batch
-        self._queue: list[tuple[dict[str, Any], asyncio.Future[int]]] = []
+        self._queue: list[tuple[Prepared, asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._writer_loop: asyncio.AbstractEventLoop | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-audit")

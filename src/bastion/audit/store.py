@@ -27,7 +27,7 @@ from sqlalchemy import event, exc
 from bastion.audit.checkpoint import SignedCheckpoint, sign_checkpoint
 from bastion.audit.errors import AuditTampered, AuditUnavailable
 from bastion.audit.merkle import Frontier, fold_right, leaf_hash, perfect_ranges
-from bastion.audit.records import with_seq
+from bastion.audit.records import Prepared, with_seq
 
 # SQLite: INTEGER PRIMARY KEY aliases the rowid (compact, ordered); BIGINT elsewhere.
 _Index = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -302,7 +302,7 @@ class Store:
                 fix="run `bastion audit verify`; the log may have been tampered with",
             ) from error
 
-    def append_batch(self, records: Sequence[Mapping[str, Any]]) -> int:
+    def append_batch(self, records: Sequence[Prepared | Mapping[str, Any]]) -> int:
         """Append prepared records in one transaction; return the index of the first."""
         with self.write() as conn:
             frontier, head = self._locked_frontier(conn)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.concurrency import run_in_threadpool
 
 from bastion.core.errors import BastionError
+from bastion.gateway.batching import Batchers
 from bastion.gateway.chain import Context, Rejected, Stage
 from bastion.gateway.deploy import Deployment
 from bastion.gateway.keystore import AuthFailure, StoreUnavailable
@@ -133,12 +134,18 @@ class Route:
 
 
 class Predict:
-    """Run the chosen variant and build the OIP response."""
+    """Run the chosen variant and build the OIP response.
+
+    Small requests are micro-batched: those reaching this stage in the same event-loop
+    turn share one forward pass (see `bastion.gateway.batching`); large ones run alone in
+    a worker thread so the event loop stays free.
+    """
 
     name = "predict"
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.batchers = Batchers()
 
     async def __call__(self, ctx: Context) -> None:
         model = ctx.extra.get("model")
@@ -148,7 +155,7 @@ class Predict:
             )
         try:
             if ctx.inputs.size <= INLINE_PREDICT_VALUES:
-                probs = model.predict_proba(ctx.inputs)
+                probs = await self.batchers.of(model).predict_proba(ctx.inputs)
             else:
                 probs = await run_in_threadpool(model.predict_proba, ctx.inputs)
         except BastionError as exc:

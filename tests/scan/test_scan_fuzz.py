@@ -217,3 +217,25 @@ def test_real_pickler_output_of_plain_data_is_safe(obj: Any, proto: int) -> None
     data = pickle.dumps([obj, obj, [obj] * 3], protocol=proto)
     result = scan_data(data, POLICY, LIMITS)
     assert result.verdict == "safe", (data[:200], result.findings)
+
+
+# JSON tokens, whitespace, control bytes, and valid, cut or invalid UTF-8 sequences
+_JSONISH = st.sampled_from(
+    [
+        *b'{ } [ ] " : , 1 a \\'.split(),
+        *(b" ", b"\t", b"\n", b"\x00", b"\x01", b"\x1f", b"\x7f", b"\xc3\xa9", b"\xe2\x82"),
+        *(b"\xf0\x9f\x98\x80", b"\xff", b"\xed\xa0\x80", b"\xef\xbb\xbf"),
+    ]
+)
+
+
+@FUZZ
+@given(st.lists(_JSONISH, max_size=40).map(b"".join) | st.binary(max_size=64))
+def test_json_head_precheck_only_rejects_what_json_rejects(doc: bytes) -> None:
+    """The cheap head check that skips tensor data never skips a document json.loads accepts."""
+    from bastion.integrity.scan.formats import _never_json
+
+    if _never_json(doc):
+        with contextlib.suppress(ValueError, RecursionError):
+            json.loads(doc)
+            raise AssertionError(f"json.loads accepted {doc!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 import struct
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -238,6 +239,8 @@ def scan_json(data: Any, start: int, end: int, where: str, ctx: Context) -> None
         )
         return
     try:
+        if _never_json(bytes(data[start : min(end, start + 4096)])):
+            raise ValueError("control byte or invalid UTF-8")  # without copying the rest
         doc = json.loads(bytes(data[start:end]))  # same encoding detection as loaders
     except (ValueError, RecursionError):
         ctx.add(
@@ -250,6 +253,24 @@ def scan_json(data: Any, start: int, end: int, where: str, ctx: Context) -> None
             check_keras_config(doc, where, ctx)
         if looks_like_skops(doc):
             check_skops_schema(doc, where, ctx)
+
+
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def _never_json(head: bytes) -> bool:
+    """`json.loads` is bound to reject a UTF-8 document with this head (tensor data often
+    starts with `{` or `[`): it holds a byte that is invalid UTF-8 or a control character,
+    which JSON allows neither between tokens nor (strictly parsed) inside strings."""
+    if not json.detect_encoding(head).startswith("utf-8"):
+        return False
+    if _CONTROL.search(head):
+        return True
+    try:
+        head.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError as exc:
+        return exc.start < len(head) - 3  # not just a character cut at the end of the head
+    return False
 
 
 # ---- HDF5 (Keras .h5) --------------------------------------------------------------------

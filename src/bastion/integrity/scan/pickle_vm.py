@@ -380,19 +380,22 @@ class PickleMachine:
                     p += 1
                 elif op == 0x94:  # MEMOIZE
                     memo[len(memo)] = top(at)
+                elif op == 0x68:  # BINGET
+                    self._need(p, 1)
+                    push(self._memo_get(memo, data[p], at))
+                    p += 1
+                elif op == 0x72:  # LONG_BINPUT
+                    self._need(p, 4)
+                    memo[_U4(data, p)[0]] = top(at)
+                    p += 4
+                elif op == 0x6A:  # LONG_BINGET
+                    self._need(p, 4)
+                    push(self._memo_get(memo, _U4(data, p)[0], at))
+                    p += 4
                 elif op == 0x28:  # MARK
                     meta.append(stack)
                     stack = []
                     push = stack.append
-                elif op == 0x65:  # APPENDS
-                    items = pop_mark(at)
-                    self._into(top(at), "extend", items, at)
-                elif op == 0x5D:  # EMPTY_LIST
-                    push(ListV())
-                elif op == 0x7D:  # EMPTY_DICT
-                    push(DictV())
-                elif op == 0x29:  # EMPTY_TUPLE
-                    push(())
                 elif op == 0x8C:  # SHORT_BINUNICODE
                     self._need(p, 1)
                     n = data[p]
@@ -403,6 +406,81 @@ class PickleMachine:
                     n = _U4(data, p)[0]
                     push(self._const(str, p + 4, n))
                     p += 4 + n
+                elif op == 0x86:  # TUPLE2
+                    b = pop(at)
+                    a = pop(at)
+                    push((a, b))
+                elif op == 0x74:  # TUPLE
+                    items = pop_mark(at)
+                    push(_tuple(items))
+                elif op == 0x52:  # REDUCE
+                    args = pop(at)
+                    func = top(at)
+                    stack[-1] = self._call(func, "REDUCE", args, at)
+                elif op == 0x85:  # TUPLE1
+                    push((pop(at),))
+                elif op == 0x87:  # TUPLE3
+                    c3 = pop(at)
+                    b = pop(at)
+                    a = pop(at)
+                    push((a, b, c3))
+                elif op == 0x51:  # BINPERSID
+                    push(self._persistent(pop(at), at))
+                elif op == 0x7D:  # EMPTY_DICT
+                    push(DictV())
+                elif op == 0x5D:  # EMPTY_LIST
+                    push(ListV())
+                elif op == 0x29:  # EMPTY_TUPLE
+                    push(())
+                elif op == 0x75:  # SETITEMS
+                    items = pop_mark(at)
+                    self._into(top(at), "__setitem__", items, at)
+                elif op == 0x65:  # APPENDS
+                    items = pop_mark(at)
+                    self._into(top(at), "extend", items, at)
+                elif op == 0x61:  # APPEND
+                    value = pop(at)
+                    self._into(top(at), "append", [value], at)
+                elif op == 0x73:  # SETITEM
+                    value = pop(at)
+                    key = pop(at)
+                    self._into(top(at), "__setitem__", [key, value], at)
+                elif op == 0x93:  # STACK_GLOBAL
+                    name = pop(at)
+                    module = pop(at)
+                    if isinstance(name, str) and isinstance(module, str):
+                        push(self._global(module, name, at, "STACK_GLOBAL"))
+                    elif isinstance(name, Big | Obj) or isinstance(module, Big | Obj):
+                        self.ctx.add(
+                            "pickle.global.unresolved",
+                            "critical",
+                            f"STACK_GLOBAL operands {describe(module)}, {describe(name)} "
+                            "cannot be resolved statically",
+                            self._loc(at),
+                            None,
+                            "malicious",
+                        )
+                        push(Obj(None, "STACK_GLOBAL"))
+                    else:
+                        raise ParseError("STACK_GLOBAL requires str", at)
+                elif op == 0x63:  # GLOBAL
+                    mline, p = self._line(p)
+                    nline, p = self._line(p)
+                    try:
+                        push(
+                            self._global(mline.decode("utf-8"), nline.decode("utf-8"), at, "GLOBAL")
+                        )
+                    except UnicodeDecodeError:
+                        raise ParseError("GLOBAL names are not UTF-8", at) from None
+                elif op == 0x62:  # BUILD
+                    state = pop(at)
+                    p = self._build(top(at), state, at, p)
+                    if isinstance(stack[-1], Obj) and stack[-1].how == "joblib-array":
+                        stack[-1] = SCALAR
+                elif op == 0x81:  # NEWOBJ
+                    args = pop(at)
+                    cls = pop(at)
+                    push(self._call(cls, "NEWOBJ", args, at))
                 elif op == 0x8D:  # BINUNICODE8
                     self._need(p, 8)
                     n = _U8(data, p)[0]
@@ -454,33 +532,6 @@ class PickleMachine:
                         push(line.decode("raw-unicode-escape"))
                     except UnicodeDecodeError:
                         raise ParseError("bad escape in UNICODE opcode", at) from None
-                elif op == 0x93:  # STACK_GLOBAL
-                    name = pop(at)
-                    module = pop(at)
-                    if isinstance(name, str) and isinstance(module, str):
-                        push(self._global(module, name, at, "STACK_GLOBAL"))
-                    elif isinstance(name, Big | Obj) or isinstance(module, Big | Obj):
-                        self.ctx.add(
-                            "pickle.global.unresolved",
-                            "critical",
-                            f"STACK_GLOBAL operands {describe(module)}, {describe(name)} "
-                            "cannot be resolved statically",
-                            self._loc(at),
-                            None,
-                            "malicious",
-                        )
-                        push(Obj(None, "STACK_GLOBAL"))
-                    else:
-                        raise ParseError("STACK_GLOBAL requires str", at)
-                elif op == 0x63:  # GLOBAL
-                    mline, p = self._line(p)
-                    nline, p = self._line(p)
-                    try:
-                        push(
-                            self._global(mline.decode("utf-8"), nline.decode("utf-8"), at, "GLOBAL")
-                        )
-                    except UnicodeDecodeError:
-                        raise ParseError("GLOBAL names are not UTF-8", at) from None
                 elif op == 0x69:  # INST
                     mline, p = self._line(p)
                     nline, p = self._line(p)
@@ -495,24 +546,11 @@ class PickleMachine:
                     if not args:
                         raise ParseError("OBJ without a class", at)
                     push(self._call(args[0], "OBJ", _tuple(args[1:]), at))
-                elif op == 0x52:  # REDUCE
-                    args = pop(at)
-                    func = top(at)
-                    stack[-1] = self._call(func, "REDUCE", args, at)
-                elif op == 0x81:  # NEWOBJ
-                    args = pop(at)
-                    cls = pop(at)
-                    push(self._call(cls, "NEWOBJ", args, at))
                 elif op == 0x92:  # NEWOBJ_EX
                     pop(at)
                     args = pop(at)
                     cls = pop(at)
                     push(self._call(cls, "NEWOBJ_EX", args, at))
-                elif op == 0x62:  # BUILD
-                    state = pop(at)
-                    p = self._build(top(at), state, at, p)
-                    if isinstance(stack[-1], Obj) and stack[-1].how == "joblib-array":
-                        stack[-1] = SCALAR
                 elif op in (0x82, 0x83, 0x84):  # EXT1, EXT2, EXT4
                     size = {0x82: 1, 0x83: 2, 0x84: 4}[op]
                     self._need(p, size)
@@ -527,30 +565,6 @@ class PickleMachine:
                         "malicious",
                     )
                     push(Obj(None, "EXT"))
-                elif op == 0x85:  # TUPLE1
-                    push((pop(at),))
-                elif op == 0x86:  # TUPLE2
-                    b = pop(at)
-                    a = pop(at)
-                    push((a, b))
-                elif op == 0x87:  # TUPLE3
-                    c3 = pop(at)
-                    b = pop(at)
-                    a = pop(at)
-                    push((a, b, c3))
-                elif op == 0x74:  # TUPLE
-                    items = pop_mark(at)
-                    push(_tuple(items))
-                elif op == 0x61:  # APPEND
-                    value = pop(at)
-                    self._into(top(at), "append", [value], at)
-                elif op == 0x73:  # SETITEM
-                    value = pop(at)
-                    key = pop(at)
-                    self._into(top(at), "__setitem__", [key, value], at)
-                elif op == 0x75:  # SETITEMS
-                    items = pop_mark(at)
-                    self._into(top(at), "__setitem__", items, at)
                 elif op == 0x90:  # ADDITEMS
                     items = pop_mark(at)
                     self._into(top(at), "add", items, at)
@@ -568,18 +582,6 @@ class PickleMachine:
                     for i in range(0, len(items) - 1, 2):
                         d.set(items[i], items[i + 1])
                     push(d)
-                elif op == 0x68:  # BINGET
-                    self._need(p, 1)
-                    push(self._memo_get(memo, data[p], at))
-                    p += 1
-                elif op == 0x6A:  # LONG_BINGET
-                    self._need(p, 4)
-                    push(self._memo_get(memo, _U4(data, p)[0], at))
-                    p += 4
-                elif op == 0x72:  # LONG_BINPUT
-                    self._need(p, 4)
-                    memo[_U4(data, p)[0]] = top(at)
-                    p += 4
                 elif op == 0x67:  # GET
                     line, p = self._line(p)
                     push(self._memo_get(memo, _int(line, at), at))
@@ -643,8 +645,6 @@ class PickleMachine:
                 elif op == 0x50:  # PERSID
                     line, p = self._line(p)
                     push(self._persistent(line.decode("latin-1"), at))
-                elif op == 0x51:  # BINPERSID
-                    push(self._persistent(pop(at), at))
                 elif op == 0x97:  # NEXT_BUFFER
                     raise ParseError(
                         "pickle refers to out-of-band buffers the loader does not supply", at

@@ -11,6 +11,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from corpus import _tar, _zip, call
 from scan_helpers import rules
 
@@ -112,6 +113,25 @@ def test_zip_symlink_outside_tree_is_flagged(tmp_path: Path) -> None:
     (tmp_path / "model" / "weights.bin").symlink_to("/etc/hostname")
     report = scan(tmp_path / "model")
     assert "path.symlink" in rules(report)
+
+
+def test_symlinks_inside_the_tree_pass_and_loops_are_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = tmp_path / "model"
+    (model / "sub").mkdir(parents=True)
+    (model / "sub" / "w.pkl").write_bytes(pickle.dumps([1, 2]))
+    (model / "alias.pkl").symlink_to("sub/w.pkl")
+    (model / "linked").symlink_to("sub", target_is_directory=True)
+    (model / "loop").symlink_to("loop")
+    monkeypatch.chdir(tmp_path)
+    report = scan_paths(["./model/"], load_policy())
+    by_name = {f.path: f for f in report.files}
+    # named as pathlib names them, whatever spelling of the root was given
+    assert set(by_name) == {"model/alias.pkl", "model/loop", "model/sub/w.pkl", "model/linked"}
+    assert "path.symlink" not in rules(report)
+    assert by_name["model/alias.pkl"].verdict == "safe"
+    assert by_name["model/loop"].verdict == "error"  # ELOOP: could not be scanned
 
 
 def test_deflated_torch_checkpoint_is_safe(scan_bytes: Scan) -> None:

@@ -239,3 +239,15 @@ def test_json_head_precheck_only_rejects_what_json_rejects(doc: bytes) -> None:
         with contextlib.suppress(ValueError, RecursionError):
             json.loads(doc)
             raise AssertionError(f"json.loads accepted {doc!r}")
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(["", ".", "..", "a", "b.pt", " "]), max_size=6).map("/".join))
+def test_paths_are_named_as_pathlib_names_them(path: str) -> None:
+    """The engine works on strings (no pathlib at start-up) but reports pathlib's names."""
+    from pathlib import PurePosixPath
+
+    from bastion.integrity.scan.engine import _normalise
+
+    for candidate in (path, "/" + path, "//" + path, "///" + path, path + "/"):
+        assert _normalise(candidate) == str(PurePosixPath(candidate)), candidate

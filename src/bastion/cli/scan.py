@@ -57,7 +57,6 @@ def main(argv: list[str]) -> int:
 
 def _scan(opts: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from bastion.core.errors import UsageError
     from bastion.integrity.scan.engine import scan_paths
@@ -66,7 +65,7 @@ def _scan(opts: argparse.Namespace) -> int:
     if opts.fmt not in ("text", "json", "sarif"):
         raise UsageError(f"unknown format {opts.fmt!r}", fix="choose text, json or sarif")
     policy = load_policy(opts.policy, allow=opts.allow, files=opts.allowlist)
-    report = scan_paths([Path(p) for p in opts.paths], policy)
+    report = scan_paths(opts.paths, policy)
     if opts.fmt == "json":
         text = json.dumps(report.to_dict(), indent=2)
     elif opts.fmt == "sarif":
@@ -77,6 +76,8 @@ def _scan(opts: argparse.Namespace) -> int:
     else:
         text = _render_text(report)
     if opts.output is not None:
+        from pathlib import Path
+
         from bastion.core.fs import write_bytes_atomic
 
         write_bytes_atomic(Path(opts.output), (text + "\n").encode("utf-8"))

@@ -8,8 +8,8 @@ the stack and memo exactly as CPython's unpickler does, without ever resolving a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from pathlib import Path
 
 from bastion.integrity.scan.report import FileResult, ScanFinding, ScanReport, Verdict, to_sarif
 
@@ -17,11 +17,11 @@ __all__ = ["FileResult", "ScanFinding", "ScanReport", "Verdict", "scan", "to_sar
 
 
 def scan(
-    path: str | Path,
+    path: str | os.PathLike[str],
     *,
     policy: str = "default",
     allow: Sequence[str] = (),
-    allowlist_files: Sequence[str | Path] = (),
+    allowlist_files: Sequence[str | os.PathLike[str]] = (),
 ) -> ScanReport:
     """Scan a file or a directory (recursively) and return one result per file.
 
@@ -34,4 +34,4 @@ def scan(
     from bastion.integrity.scan.policy import load_policy
 
     rules = load_policy(policy, allow=allow, files=allowlist_files)
-    return scan_paths([Path(path)], rules)
+    return scan_paths([path], rules)

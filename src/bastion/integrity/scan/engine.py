@@ -7,7 +7,6 @@ import mmap
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 from bastion.integrity.scan.context import Context
@@ -20,12 +19,19 @@ from bastion.integrity.scan.sniff import sniff
 _RELEASE_STEP = 32 << 20
 
 
-def scan_paths(paths: Sequence[Path], policy: Policy, limits: Limits | None = None) -> ScanReport:
-    """One FileResult per regular file under `paths` (directories are walked recursively)."""
+def scan_paths(
+    paths: Sequence[str | os.PathLike[str]], policy: Policy, limits: Limits | None = None
+) -> ScanReport:
+    """One FileResult per regular file under `paths` (directories are walked recursively).
+
+    Paths are handled as strings (`os.path`), not `pathlib`, which would add milliseconds
+    to every `bastion scan`; each is named as `str(pathlib.Path(p))` would name it.
+    """
     limits = limits or Limits()
     report = ScanReport(policy=policy.name)
-    for root in paths:
-        if not root.exists() and not root.is_symlink():
+    for given in paths:
+        root = _normalise(os.fspath(given))
+        if not os.path.lexists(root):
             report.files.append(_missing(root))
             continue
         for file in _walk(root):
@@ -33,9 +39,15 @@ def scan_paths(paths: Sequence[Path], policy: Policy, limits: Limits | None = No
     return report
 
 
-def _missing(root: Path) -> FileResult:
-    result = FileResult(str(root), "missing")
-    result.findings.append(_finding("scan.missing", "no such file or directory", str(root)))
+def _normalise(path: str) -> str:
+    """`str(pathlib.PurePosixPath(path))`: no empty or "." segments, no trailing slash."""
+    root = "//" if path[:2] == "//" and path[:3] != "///" else "/" if path[:1] == "/" else ""
+    return root + "/".join(part for part in path.split("/") if part and part != ".") or "."
+
+
+def _missing(root: str) -> FileResult:
+    result = FileResult(root, "missing")
+    result.findings.append(_finding("scan.missing", "no such file or directory", root))
     return result
 
 
@@ -45,32 +57,32 @@ def _finding(rule: str, message: str, where: str) -> Any:
     return ScanFinding(rule, "high", message, where, None, "error")
 
 
-def _walk(root: Path) -> Iterator[Path]:
-    if not root.is_dir() or root.is_symlink():
+def _walk(root: str) -> Iterator[str]:
+    if not os.path.isdir(root) or os.path.islink(root):
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
-            yield Path(dirpath) / name
+            yield _normalise(os.path.join(dirpath, name))
         for name in dirnames:
-            if (Path(dirpath) / name).is_symlink():
-                yield Path(dirpath) / name
+            if os.path.islink(os.path.join(dirpath, name)):
+                yield _normalise(os.path.join(dirpath, name))
 
 
-def scan_file(path: Path, root: Path, policy: Policy, limits: Limits) -> FileResult:
+def scan_file(path: str, root: str, policy: Policy, limits: Limits) -> FileResult:
     """Scan one file; every failure becomes a finding, never an exception."""
     ctx = Context(
         policy=policy, limits=limits, deadline=Deadline(limits.max_seconds), nested=scan_nested
     )
-    where = str(path)
+    where = path
     fmt = "unknown"
-    if path.is_symlink():
+    if os.path.islink(path):
         _check_symlink(path, root, ctx)
     try:
-        info = path.stat()
+        info = os.stat(path)
         size = info.st_size
-        if path.is_dir():
+        if stat.S_ISDIR(info.st_mode):
             return FileResult(where, "symlink", ctx.findings)
         if not stat.S_ISREG(info.st_mode):
             ctx.add(
@@ -141,10 +153,10 @@ def scan_data(
     return FileResult(name, fmt, ctx.findings, ctx.imports)
 
 
-def _check_symlink(path: Path, root: Path, ctx: Context) -> None:
-    target = path.resolve()
-    base = (root if root.is_dir() else root.parent).resolve()
-    if not target.is_relative_to(base):
+def _check_symlink(path: str, root: str, ctx: Context) -> None:
+    target = os.path.realpath(path)
+    base = os.path.realpath(root if os.path.isdir(root) else os.path.dirname(root) or ".")
+    if target != base and not target.startswith(base.rstrip("/") + "/"):
         ctx.add(
             "path.symlink",
             "high",

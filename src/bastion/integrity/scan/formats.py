@@ -8,14 +8,16 @@ import math
 import re
 import struct
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.integrity.scan import archives
 from bastion.integrity.scan.context import Context
 from bastion.integrity.scan.keras import check_keras_config, looks_like_keras
 from bastion.integrity.scan.skops import check_skops_schema, looks_like_skops
 from bastion.integrity.scan.templates import check_template, check_tokenizer_config
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 Handler = Callable[[Any, int, int, str, Context], None]
 
@@ -342,6 +344,8 @@ _ONNX_DOMAINS = frozenset(
 
 def scan_onnx(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
     """External-data locations and symlinks, and operator domains outside the standard sets."""
+    from pathlib import Path
+
     from google.protobuf.message import DecodeError
     from onnx import ModelProto
 
@@ -401,6 +405,8 @@ def _graphs(graph: Any) -> list[Any]:
 def _check_external(
     loc: str, tensor: str, model_dir: Path | None, where: str, ctx: Context
 ) -> None:
+    from pathlib import PurePosixPath
+
     pure = PurePosixPath(loc.replace("\\", "/"))
     if not loc or pure.is_absolute() or ".." in pure.parts or (len(loc) > 1 and loc[1] == ":"):
         ctx.add(

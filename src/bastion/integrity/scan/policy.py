@@ -11,7 +11,6 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Literal
 
 from bastion.core.errors import ConfigError, UsageError
@@ -179,16 +178,18 @@ def _is_dunder(segment: str) -> bool:
     return len(segment) > 4 and segment.startswith("__") and segment.endswith("__")
 
 
-def _read_list_file(path: Path) -> tuple[list[str], list[str]]:
+def _read_list_file(path: str) -> tuple[list[str], list[str]]:
+    is_json = os.path.splitext(path)[1] == ".json"
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
     except OSError as exc:
         raise ConfigError(
             f"cannot read allowlist {path}: {exc.strerror}",
             fix="pass an existing TOML or JSON file",
         ) from exc
     try:
-        if path.suffix == ".json":
+        if is_json:
             data = json.loads(text)
         else:
             import tomllib
@@ -196,7 +197,7 @@ def _read_list_file(path: Path) -> tuple[list[str], list[str]]:
             data = tomllib.loads(text)
     except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
         raise ConfigError(
-            f"allowlist {path} is not valid {'JSON' if path.suffix == '.json' else 'TOML'}: {exc}",
+            f"allowlist {path} is not valid {'JSON' if is_json else 'TOML'}: {exc}",
             fix='use the shape of policy.json: [allow] globals = ["pkg.mod:Name"] in TOML, '
             'or {"allow": {"globals": ["pkg.mod:Name"]}} in JSON',
         ) from exc
@@ -210,7 +211,10 @@ def _read_list_file(path: Path) -> tuple[list[str], list[str]]:
 
 
 def load_policy(
-    name: str = "default", *, allow: Sequence[str] = (), files: Sequence[str | Path] = ()
+    name: str = "default",
+    *,
+    allow: Sequence[str] = (),
+    files: Sequence[str | os.PathLike[str]] = (),
 ) -> Policy:
     """The built-in lists plus per-run `allow` entries and user list files."""
     if name not in POLICIES:
@@ -220,7 +224,7 @@ def load_policy(
     allow_entries = list(builtin["allow"]["globals"])
     deny_entries = list(builtin["deny"]["globals"])
     for file in files:
-        more_allow, more_deny = _read_list_file(Path(file))
+        more_allow, more_deny = _read_list_file(os.fspath(file))
         allow_entries += more_allow
         deny_entries += more_deny
     return Policy(

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "load_model", "scan"]
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
 if TYPE_CHECKING:
+    from typing import Any
+
     from bastion.core.loading import load_model
     from bastion.integrity.scan import scan
 

@@ -6,10 +6,9 @@ the options are valid.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bastion.cli import lean
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (start-up)
 if TYPE_CHECKING:
     import argparse
 

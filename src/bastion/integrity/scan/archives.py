@@ -6,15 +6,17 @@ named `archive!member`.
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import struct
 import zlib
 from collections.abc import Callable
-from typing import Any, NamedTuple
 
 from bastion.integrity.scan.context import Context
 from bastion.integrity.scan.limits import LimitExceeded
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _CHUNK = 1 << 16
 _SPILL = 64 << 20  # decompressed output beyond this goes to a temporary file
@@ -87,6 +89,8 @@ class Inflated:
 
     def close(self) -> None:
         if self._file is not None:
+            import contextlib  # here, not at start-up: only spilled output gets here
+
             with contextlib.suppress(Exception):
                 self.data.close()
             self._file.close()
@@ -264,13 +268,16 @@ def _tar_checksum_ok(header: bytes) -> bool:
 
 
 # ---- zip ---------------------------------------------------------------------------------
-class _Entry(NamedTuple):
-    name: str
-    method: int
-    flags: int
-    csize: int
-    usize: int
-    offset: int
+class _Entry:
+    """One zip member as a central directory (or local header) describes it."""
+
+    __slots__ = ("csize", "flags", "method", "name", "offset", "usize")
+
+    def __init__(
+        self, name: str, method: int, flags: int, csize: int, usize: int, offset: int
+    ) -> None:
+        self.name, self.method, self.flags = name, method, flags
+        self.csize, self.usize, self.offset = csize, usize, offset
 
 
 def scan_zip(data: Any, start: int, end: int, where: str, ctx: Context) -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from bastion.integrity.scan.limits import Deadline, LimitExceeded, Limits
 from bastion.integrity.scan.policy import Policy
 from bastion.integrity.scan.report import Effect, Level, ScanFinding
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Context:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import mmap
 import os
 import stat
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 from bastion.integrity.scan.context import Context
 from bastion.integrity.scan.limits import Deadline, LimitExceeded, Limits
@@ -15,6 +13,10 @@ from bastion.integrity.scan.pickle_vm import TORCH_LEGACY_MAGIC, ParseError, Pic
 from bastion.integrity.scan.policy import Policy
 from bastion.integrity.scan.report import FileResult, ScanReport
 from bastion.integrity.scan.sniff import sniff
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _RELEASE_STEP = 32 << 20
 
@@ -343,6 +345,8 @@ def _releaser(mm: Any) -> Any:
     def release(pos: int) -> None:
         upto = (pos // mmap.PAGESIZE) * mmap.PAGESIZE
         if upto - state["done"] >= _RELEASE_STEP and hasattr(mm, "madvise"):
+            import contextlib  # here, not at start-up: only files over 32 MiB get here
+
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED, state["done"], upto - state["done"])
             state["done"] = upto

@@ -7,8 +7,6 @@ import json
 import math
 import re
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
 from bastion.integrity.scan import archives
 from bastion.integrity.scan.context import Context
@@ -16,10 +14,13 @@ from bastion.integrity.scan.keras import check_keras_config, looks_like_keras
 from bastion.integrity.scan.skops import check_skops_schema, looks_like_skops
 from bastion.integrity.scan.templates import check_template, check_tokenizer_config
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
+    from typing import Any
 
-Handler = Callable[[Any, int, int, str, Context], None]
+    Handler = Callable[[Any, int, int, str, Context], None]
 
 
 # ---- NumPy -------------------------------------------------------------------------------

@@ -6,9 +6,11 @@ importable callable. Both are found by walking the JSON, never by loading the mo
 
 from __future__ import annotations
 
-from typing import Any
-
 from bastion.integrity.scan.context import Context, walk_objects
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _KERAS_ROOTS = (
     "keras",

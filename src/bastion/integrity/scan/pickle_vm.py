@@ -14,11 +14,14 @@ import binascii
 import codecs
 import re
 import struct
-from typing import Any
 
 from bastion.integrity.scan.context import Context, describe
 from bastion.integrity.scan.limits import LimitExceeded
 from bastion.integrity.scan.policy import is_loader
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _U1 = struct.Struct("<B").unpack_from
 _U2 = struct.Struct("<H").unpack_from

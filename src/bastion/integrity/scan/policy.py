@@ -11,11 +11,14 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
 
 from bastion.core.errors import ConfigError, UsageError
 
-ImportVerdict = Literal["allowed", "denied", "unknown"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Literal
+
+    ImportVerdict = Literal["allowed", "denied", "unknown"]
 
 POLICIES = ("default", "strict")
 

@@ -1,31 +1,48 @@
 """Scan results: findings, per-file verdicts and the report, plus JSON and SARIF renderings.
 
-Plain classes rather than dataclasses: `dataclasses` (and the `inspect` it pulls in)
-would be most of `bastion scan`'s start-up.
+Plain classes and a `collections.namedtuple` rather than dataclasses or `typing`: importing
+those (and the `inspect` dataclasses pulls in) would be most of `bastion scan`'s start-up.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, NamedTuple
+from collections import namedtuple
 
-Verdict = Literal["safe", "suspicious", "malicious", "error"]
-Level = Literal["info", "low", "medium", "high", "critical"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any, Literal, NamedTuple
 
-# What each finding means for the file's verdict; "error" means the file was not fully scanned.
-Effect = Literal["none", "suspicious", "malicious", "error"]
+    Verdict = Literal["safe", "suspicious", "malicious", "error"]
+    Level = Literal["info", "low", "medium", "high", "critical"]
+    # What a finding means for the file's verdict; "error": the file was not fully scanned.
+    Effect = Literal["none", "suspicious", "malicious", "error"]
+
+    class _Finding(NamedTuple):
+        rule: str
+        severity: Level
+        message: str
+        location: str = ""
+        global_: str | None = None
+        effect: Effect = "suspicious"
+
+else:
+    Verdict = Level = Effect = str  # the Literal types above, for type checkers only
+    _Finding = namedtuple(
+        "_Finding",
+        ["rule", "severity", "message", "location", "global_", "effect"],
+        defaults=["", None, "suspicious"],
+    )
 
 _VERDICT_RANK: dict[str, int] = {"safe": 0, "suspicious": 1, "error": 2, "malicious": 3}
 
 
-class ScanFinding(NamedTuple):
-    """One observation about a file: which rule fired, where, and about which global (if any)."""
+class ScanFinding(_Finding):
+    """One observation about a file: which rule fired, where, and about which global (if any).
 
-    rule: str
-    severity: Level
-    message: str
-    location: str = ""
-    global_: str | None = None
-    effect: Effect = "suspicious"
+    Fields: rule, severity, message, location="", global_=None, effect="suspicious".
+    """
+
+    __slots__ = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {

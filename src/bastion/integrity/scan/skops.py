@@ -7,9 +7,11 @@ JSON is walked as data, never loaded with skops.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bastion.integrity.scan.context import Context, walk_objects
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 # node kinds that hand back the function they name: allowed only by an exact entry
 _FUNCTIONS = frozenset({"FunctionNode", "MethodNode", "OperatorFuncNode"})

@@ -7,9 +7,11 @@ messages and loop over them; sandbox escapes reach for underscore attributes,
 
 from __future__ import annotations
 
-from typing import Any
-
 from bastion.integrity.scan.context import Context
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 _ESCAPE_GLOBALS = frozenset(
     {"cycler", "joiner", "lipsum", "self", "config", "request", "url_for",

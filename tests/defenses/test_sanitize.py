@@ -14,6 +14,7 @@ from bastion.defenses.sanitize import (
     knn_label_consistency,
     sanitize,
     spectral_signatures,
+    split_separation,
 )
 from bastion.zoo import entry
 from bastion.zoo.trainers import DIGITS_CNN_LAYERS, train_torch_classifier
@@ -42,6 +43,36 @@ def test_spectral_scores_rank_poison_above_clean(backdoored) -> None:
     clean_target = result.scores[target_rows & ~poisoned.is_poison]
     assert np.median(poison) > np.median(clean_target)
     assert result.recall(poisoned.is_poison) >= 0.6
+
+
+def test_spectral_cleans_only_the_class_that_looks_poisoned(backdoored) -> None:
+    # Tran et al. drop 1.5x the expected share of *every* class; at a 35% hint that is half
+    # of each clean class. Only the class whose projections split in two is cleaned.
+    poisoned, model = backdoored
+    result = spectral_signatures(model, poisoned.dataset, expected_rate=0.35)
+    labels = poisoned.dataset.labels
+    assert set(np.unique(labels[result.suspect_index])) == {0}
+    assert result.clean_removed(poisoned.is_poison) <= 0.05
+    assert result.recall(poisoned.is_poison) >= 0.9
+    separation = result.details["separation"]
+    assert isinstance(separation, dict) and max(separation, key=separation.get) == "0"
+    everywhere = spectral_signatures(model, poisoned.dataset, 0.35, min_separation=0.0)
+    assert set(np.unique(labels[everywhere.suspect_index])) == set(range(10))
+
+
+def test_spectral_leaves_clean_data_alone() -> None:
+    train, _ = entry("digits-cnn").load_data()
+    model = train_torch_classifier(DIGITS_CNN_LAYERS, train, seed=1, epochs=10)
+    result = spectral_signatures(model, train, expected_rate=0.35)
+    assert len(result.suspect_index) == 0
+
+
+def test_split_separation_tells_one_group_from_two() -> None:
+    rng = np.random.default_rng(0)
+    one = rng.normal(size=2000)
+    two = np.concatenate([rng.normal(size=1400), rng.normal(8.0, 1.0, size=600)])
+    assert 2.3 < split_separation(one) < 3.1
+    assert split_separation(two) > 7.0
 
 
 def test_knn_finds_flipped_labels() -> None:

@@ -2,10 +2,13 @@
 
 The bare endpoint parses the OIP body, predicts and answers; `bastion serve` adds API-key
 auth, rate limits (per IP and per key, set high so none trips), validation, the audit log
-(SQLite, committed before each response) and metrics. Both run one uvicorn worker with
-the same settings; `wrk` (Debian package) drives them from a separate process at 16 and
-64 connections, the servers measured alternately in the same run. Besides throughput and
-latency it records each server's CPU time per request (from /proc), which a machine
+(SQLite, committed before each response) and metrics. A third configuration also runs
+every detector stage of issue #8 (the recommended defence chain: PRADA, coverage,
+stateful k-NN and Mahalanobis OOD, with decoy routing, output defence and watermark
+stages; incidents only notify so the load is never throttled). All run one uvicorn worker
+with the same settings; `wrk` (Debian package) drives them from a separate process at 16
+and 64 connections, the servers measured alternately in the same run. Besides throughput
+and latency it records each server's CPU time per request (from /proc), which a machine
 shared with other work disturbs far less than wall-clock figures.
 Writes benchmarks/results/gateway.json.
 
@@ -36,9 +39,26 @@ from fastapi import FastAPI, Request, Response
 RESULTS = Path(__file__).parent / "results" / "gateway.json"
 BASTION = str(Path(sys.executable).with_name("bastion"))
 PATH = "/v2/models/digits-cnn/infer"
-VARIANTS = {"bastion": "full", "bastion_process_durability": "process"}
+DETECTORS = "bastion_all_detectors"
+VARIANTS = {"bastion": "full", "bastion_process_durability": "process", DETECTORS: "full"}
 MEASURES = ("rps", "p50_ms", "p99_ms", "server_cpu_ms_per_request")
-TARGETS = {"throughput_ratio_min": 0.8, "p99_added_ms_max_at_16": 5.0, "errors": 0}
+TARGETS = {
+    "throughput_ratio_min": 0.8,
+    "p99_added_ms_max_at_16": 5.0,
+    "errors": 0,
+    "all_detectors_throughput_ratio_min": 0.7,
+}
+
+
+def detector_config() -> str:
+    """The recommended defence chain with every detector on; incidents only notify."""
+    from bastion.gateway.defence_stages import RECOMMENDED_STAGES
+
+    return (
+        f"[chain]\nstages = {json.dumps(RECOMMENDED_STAGES)}\n"
+        '[defences.detect]\ndetectors = ["prada", "coverage", "stateful", "ood"]\n'
+        '[defences.incidents]\nrules = [{ actions = ["notify"] }]\n'
+    )
 
 
 def bare_app() -> Any:
@@ -115,7 +135,10 @@ def start_servers(
     for name, durability in VARIANTS.items():
         config = home / f"{name}.toml"
         audit_file = home / f"{name}-audit.sqlite3"
-        config.write_text(limits + f'[audit]\nurl = "{audit_file}"\ndurability = "{durability}"\n')
+        extra = detector_config() if name == DETECTORS else ""
+        config.write_text(
+            limits + f'[audit]\nurl = "{audit_file}"\ndurability = "{durability}"\n' + extra
+        )
         command = [
             BASTION,
             "serve",
@@ -129,18 +152,27 @@ def start_servers(
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     for proc, url in zip(procs, urls.values(), strict=True):
         wait_ready(url, proc)
+    # The first inference fits the detectors (seconds): do it before anything is timed.
+    body = json.loads(json.loads(wrk_body()))
+    headers = {"Authorization": f"Bearer {key}"}
+    httpx.post(urls[DETECTORS] + PATH, json=body, headers=headers, timeout=300).raise_for_status()
     return urls, procs, key
 
 
-def wrk_script(directory: Path, key: str) -> Path:
+def wrk_body() -> str:
+    """The request body every load run sends, as a JSON string literal (for Lua)."""
     x = np.random.default_rng(0).random((1, 1, 8, 8)).round(6).ravel().tolist()
     body = json.dumps(
         {"inputs": [{"name": "input", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": x}]}
     )
+    return json.dumps(body)
+
+
+def wrk_script(directory: Path, key: str) -> Path:
     script = directory / "post.lua"
     script.write_text(
         'wrk.method = "POST"\n'
-        f"wrk.body = {json.dumps(body)}\n"
+        f"wrk.body = {wrk_body()}\n"
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {key}"\n'
     )
@@ -280,6 +312,8 @@ def main() -> None:
         summary[connections]["errors"] = {
             name: sum(r["errors"] for r in rs) for name, rs in by_name.items()
         }
+    minimum = {name: TARGETS["throughput_ratio_min"] for name in VARIANTS}
+    minimum[DETECTORS] = TARGETS["all_detectors_throughput_ratio_min"]
     result = {
         "benchmark": "gateway",
         "machine": {
@@ -300,8 +334,7 @@ def main() -> None:
         "met": {
             name: {
                 "throughput": all(
-                    s[name]["throughput_ratio"] >= TARGETS["throughput_ratio_min"]
-                    for s in summary.values()
+                    s[name]["throughput_ratio"] >= minimum[name] for s in summary.values()
                 ),
                 "p99_added_at_16": summary["16"][name]["p99_added_ms"]
                 <= TARGETS["p99_added_ms_max_at_16"],

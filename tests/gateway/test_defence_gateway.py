@@ -204,3 +204,36 @@ def test_oversized_or_corrupt_detector_state_does_not_break_requests(serve: Any)
         store.save(name, {"flag": np.array(["x"]), "n": np.full(3, np.inf)})
     status, _, _ = ask(client, random_x(2, 1))
     assert status == 200
+
+
+def test_concurrent_requests_of_one_key_are_counted_once_and_flagged_once(serve: Any) -> None:
+    """Requests of one key observed together in a loop turn: every row counts once, and each
+    detector's flag is attributed to exactly one request (and audited there)."""
+    import asyncio
+
+    import httpx
+
+    gw = serve(
+        chain={"stages": STAGES},
+        defences={"incidents": {"rules": [{"actions": ["notify"]}]}},
+    )
+    raw, info = gw.gateway.keys.create("burst:1", "client", "default")
+    bodies = [json.dumps(body(random_x(4, 100 + i))) for i in range(24)]  # noise: flags
+
+    async def send() -> list[httpx.Response]:
+        headers = {"Authorization": f"Bearer {raw}"}
+        async with httpx.AsyncClient(base_url=gw.url, headers=headers, timeout=60) as client:
+            return await asyncio.gather(*(client.post(INFER, content=b) for b in bodies))
+
+    responses = asyncio.run(send())
+    assert all(r.status_code == 200 for r in responses)
+    store = defences_of(gw.gateway).store
+    assert store.load(f"{MODEL}:queries:{info.key_id}")["n"][0] == 96
+    assert store.load(f"{MODEL}:stateful:{info.key_id}")["n"][0] == 96
+    flags: dict[str, list[int]] = {}
+    for r in responses:
+        detail = gw.audit(int(r.headers["Bastion-Audit-Index"]))["detail"] or {}
+        for incident in detail.get("incidents", []):
+            flags.setdefault(incident["detector"], []).append(incident["queries"])
+    assert flags, "uniform noise should trip at least one detector"
+    assert all(len(at) == 1 and 1 <= at[0] <= 96 for at in flags.values())

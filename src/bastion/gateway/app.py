@@ -109,8 +109,9 @@ class Gateway:
     async def _record_metrics(self, ctx: Context) -> None:
         model = ctx.model_name if "deployment" in ctx.extra else ""
         variant = ctx.variant or ""
-        self.metrics.requests.labels(ctx.action, model, variant, str(ctx.status)).inc()
-        self.metrics.latency.labels(ctx.action, model, variant).observe(ctx.latency_ms / 1000.0)
+        count, latency = self.metrics.request(ctx.action, model, variant, ctx.status)
+        count.inc()
+        latency.observe(ctx.latency_ms / 1000.0)
         if ctx.status >= 400:
             self.metrics.rejections.labels(ctx.code).inc()
 

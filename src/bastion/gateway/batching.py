@@ -1,40 +1,46 @@
-"""Micro-batching: concurrent small predict calls on one model share one forward pass.
+"""Micro-batching: work that concurrent requests reach in the same event-loop turn runs once.
 
-A call queues its rows and waits; the first call of an event-loop turn schedules a flush
-with `call_soon`, so every request that reaches `predict` in the same turn joins the batch
-and a lone request waits one loop turn, nothing more (no timer, no added latency at low
-load). A model's rows are independent (the `Model` contract), so each caller gets exactly
-the rows it sent, answered as if alone (up to float rounding of batched kernels). If the
-batched call fails, each caller's rows are retried alone so a failure reaches only the
-request that caused it.
+A request queues its item and waits; the first item of a turn schedules a flush with
+`call_soon`, so every request that reaches the same point in that turn joins the batch and
+a lone request waits one loop turn, nothing more (no timer, no added latency at low load).
+`MicroBatcher` uses it for model calls: a model's rows are independent (the `Model`
+contract), so each caller gets exactly the rows it sent, answered as if alone (up to float
+rounding of batched kernels). If the batched call fails, each caller's rows are retried
+alone so a failure reaches only the request that caused it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import itertools
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 
 from bastion.core.model import Model
 
+T = TypeVar("T")
+R = TypeVar("R")
 MAX_ROWS = 256  # rows per forward pass; more waiting rows are split over several passes
 
 
-class MicroBatcher:
-    """Coalesces the predict calls on one model made in the same event-loop turn."""
+class TurnBatch(Generic[T, R]):
+    """Hands the items submitted in one event-loop turn to `process` as one list.
 
-    def __init__(self, model: Model, max_rows: int = MAX_ROWS) -> None:
-        self.model = model
-        self.max_rows = max_rows
-        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
+    `process` returns one result per item, in order: a value, or an exception that is
+    raised in that item's caller only. Items whose caller was cancelled are left out.
+    """
+
+    def __init__(self, process: Callable[[list[T]], list[R | BaseException]]) -> None:
+        self.process = process
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._scheduled = False
 
-    async def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        """The model's probabilities for `x`, computed in a batch with concurrent calls."""
+    async def submit(self, item: T) -> R:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[np.ndarray] = loop.create_future()
-        self._pending.append((x, future))
+        future: asyncio.Future[R] = loop.create_future()
+        self._pending.append((item, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -43,41 +49,63 @@ class MicroBatcher:
     def _flush(self) -> None:
         pending, self._pending = self._pending, []
         self._scheduled = False
-        group: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
-        rows = 0
-        for item in pending:
-            if group and rows + len(item[0]) > self.max_rows:
-                self._run(group)
-                group, rows = [], 0
-            group.append(item)
-            rows += len(item[0])
-        if group:
-            self._run(group)
-
-    def _run(self, group: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]) -> None:
-        live = [(x, f) for x, f in group if not f.done()]  # skip cancelled requests
+        live = [(item, future) for item, future in pending if not future.done()]
         if not live:
             return
-        if len(live) == 1:
-            _settle(live[0][1], self.model, live[0][0])
-            return
         try:
-            probs = self.model.predict_proba(np.concatenate([x for x, _ in live]))
-        except Exception:
-            for x, future in live:
-                _settle(future, self.model, x)
-            return
-        start = 0
-        for x, future in live:
-            future.set_result(probs[start : start + len(x)])
-            start += len(x)
+            results = self.process([item for item, _ in live])
+        except Exception as exc:  # a bug in `process`: every caller sees it, none hangs
+            results = [exc] * len(live)
+        for (_, future), result in zip(live, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
 
 
-def _settle(future: asyncio.Future[np.ndarray], model: Model, x: np.ndarray) -> None:
+class MicroBatcher:
+    """Coalesces the predict calls on one model made in the same event-loop turn."""
+
+    def __init__(self, model: Model, max_rows: int = MAX_ROWS) -> None:
+        self.model = model
+        self.max_rows = max_rows
+        self._turn: TurnBatch[np.ndarray, np.ndarray] = TurnBatch(self._process)
+
+    async def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """The model's probabilities for `x`, computed in a batch with concurrent calls."""
+        return await self._turn.submit(x)
+
+    def _process(self, inputs: list[np.ndarray]) -> list[np.ndarray | BaseException]:
+        out: list[np.ndarray | BaseException] = []
+        group: list[np.ndarray] = []
+        rows = 0
+        for x in inputs:
+            if group and rows + len(x) > self.max_rows:
+                out += self._run(group)
+                group, rows = [], 0
+            group.append(x)
+            rows += len(x)
+        return out + self._run(group) if group else out
+
+    def _run(self, group: list[np.ndarray]) -> list[np.ndarray | BaseException]:
+        if len(group) > 1:
+            try:
+                probs = self.model.predict_proba(np.concatenate(group))
+            except Exception:
+                pass  # retried one by one below, so the failure reaches only its request
+            else:
+                bounds = np.cumsum([0, *(len(x) for x in group)])
+                return [probs[a:b] for a, b in itertools.pairwise(bounds)]
+        return [_alone(self.model, x) for x in group]
+
+
+def _alone(model: Model, x: np.ndarray) -> np.ndarray | BaseException:
     try:
-        future.set_result(model.predict_proba(x))
+        return model.predict_proba(x)
     except Exception as exc:
-        future.set_exception(exc)
+        return exc
 
 
 class Batchers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -62,6 +63,21 @@ class Metrics:
             registry=r,
             multiprocess_mode="liveall",
         )
+
+        self._children: dict[tuple[str, ...], tuple[Any, Any]] = {}
+
+    def request(self, action: str, model: str, variant: str, status: int) -> tuple[Any, Any]:
+        """The request counter and latency histogram of one label set (lookups cached).
+
+        The label values are bounded (actions, served models and variants, statuses), like
+        the series Prometheus keeps for them anyway.
+        """
+        key = (action, model, variant, str(status))
+        found = self._children.get(key)
+        if found is None:
+            found = (self.requests.labels(*key), self.latency.labels(action, model, variant))
+            self._children[key] = found
+        return found
 
     def render(self) -> bytes:
         """The exposition text; aggregates all workers when PROMETHEUS_MULTIPROC_DIR is set."""

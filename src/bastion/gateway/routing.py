@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bastion.core.model import Model
 from bastion.defenses.moving_target import Decoy, keyed_index
@@ -25,6 +25,7 @@ class DefendRoute:
         self.pool_key = self.defences.key(b"moving-target")
         self.decoy_key = self.defences.key(b"decoy")
         self._decoys: dict[tuple[str, str], Model] = {}
+        self._route_counters: dict[str, Any] = {}
 
     async def __call__(self, ctx: Context) -> None:
         from bastion.gateway.stages import resolve
@@ -66,7 +67,12 @@ class DefendRoute:
             model, ctx.variant = variant.model, variant.name
             route = {"route": "weights", "served": variant.name}
         ctx.extra["model"] = model
-        self.defences.routes.labels(route=route["route"]).inc()
+        counter = self._route_counters.get(route["route"])
+        if counter is None:
+            counter = self._route_counters[route["route"]] = self.defences.routes.labels(
+                route=route["route"]
+            )
+        counter.inc()
         detail = ctx.extra.setdefault("audit_detail", {})
         if isinstance(detail, dict):
             detail["route"] = route

@@ -9,6 +9,10 @@ test on the distances gives W below delta. Growing sets and the distance window 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
 import numpy as np
 
 from bastion.monitor.base import Observation, flag_state, valid_shapes
@@ -98,10 +102,22 @@ class Prada:
                 st["sizes"][c] = size + 1
 
     def _score(self, st: State) -> float:
-        from scipy.stats import shapiro
-
         n = int(st["n"][0])
         dist = st["dist"][: min(n, self.window)].astype(np.float64)
         if np.ptp(dist) <= 1e-12:
             return 1.0  # identical distances: nothing natural about them
-        return float(1.0 - shapiro(dist).statistic)
+        return float(1.0 - _shapiro()(dist).statistic)
+
+
+@cache
+def _shapiro() -> Callable[[np.ndarray], Any]:
+    """scipy's Shapiro-Wilk test without its axis/NaN-policy wrapper.
+
+    The wrapper costs several times the test itself on 1000 values, and PRADA runs the test
+    on every answered request of a key past `min_queries`; the plain 1-D function underneath
+    computes the same statistic (same code). Falls back to the public function if a scipy
+    version no longer exposes it.
+    """
+    from scipy.stats import shapiro
+
+    return getattr(shapiro, "__wrapped__", shapiro)  # type: ignore[no-any-return]

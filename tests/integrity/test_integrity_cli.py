@@ -209,3 +209,17 @@ def test_decrypt_of_altered_file_exits_1_and_writes_nothing(
     code, _, err = run(["decrypt", str(enc), "--key", str(keydir / "private.pem")], capsys)
     assert code == 1 and "failed to authenticate" in err
     assert set(tmp_path.iterdir()) == before
+
+
+def test_prompt_repeats_until_nonempty_and_confirmed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The terminal prompt (Typer-free, for the hot `sign` command) behaves as Typer's did."""
+    import getpass
+
+    from bastion.cli.passphrase import _prompt
+
+    answers = iter(["", "first", "typo", "first", "first"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt="": next(answers))
+    assert _prompt("Passphrase: ", confirm=True) == "first"
+    assert "do not match" in capsys.readouterr().err

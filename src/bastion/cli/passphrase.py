@@ -41,11 +41,13 @@ def passphrase(passphrase_file: Path | None, *, purpose: str, confirm: bool = Fa
 
 
 def _prompt(text: str, confirm: bool) -> str:
-    """A hidden prompt; with `confirm`, asked twice until both entries match."""
+    """A hidden prompt, asked again while empty; with `confirm`, until two entries match."""
     from getpass import getpass
 
     while True:
-        value = getpass(text)
+        value = ""
+        while not value:
+            value = getpass(text)
         if not confirm or getpass("Repeat for confirmation: ") == value:
             return value
         print("Error: The two entered values do not match.", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +159,27 @@ def test_the_null_is_not_anticonservative(tmp_path: Path) -> None:
 
         small.append(verify_clone(Flipped(victim, flip), pairs).log2_p_value <= -4)
     assert sum(small) <= 200 / 16 + 3 * np.sqrt(200 / 16)
+
+
+def test_pairs_record_our_confidence_and_unsure_inputs_do_not_dilute(tmp_path: Path) -> None:
+    victim = Linear(0, n_classes=2)
+    mark = ResponseWatermark(KEY, 0.004, control_fraction=0.01)
+    x = np.random.default_rng(6).normal(size=(40000, 4)).astype(np.float32) * 3
+    pairs = record(tmp_path, mark, victim, x)
+    np.testing.assert_allclose(pairs.victim_p, victim.predict_proba(pairs.x).max(axis=1), 1e-5)
+    unsure = pairs.victim_p < 0.9
+    assert 0.2 < unsure.mean() < 0.8
+
+    def coin(row: np.ndarray) -> bool:  # a clone that is also unsure where we are: it
+        p = victim.predict_proba(row[None])[0].max()  # disagrees on half of those inputs
+        return bool(p < 0.9 and hashlib.blake2b(row.tobytes()).digest()[0] < 128)
+
+    clone = Memorised(victim, mark, seen=x[:12000])
+    suspect = Flipped(clone, coin)  # type: ignore[arg-type]
+    stratified = verify_clone(suspect, pairs)
+    pooled = verify_clone(suspect, replace(pairs, victim_p=np.full(len(pairs.x), np.nan)))
+    assert stratified.log2_p_value < pooled.log2_p_value - 10
+    assert stratified.proven()
 
 
 def test_recorded_labels_must_fit_the_suspect(tmp_path: Path) -> None:

@@ -190,8 +190,8 @@ def verify_clone_command(
         )
     else:
         console.print(
-            f"watermark agreement {verdict.matches}/{verdict.pairs} "
-            f"(chance <= {verdict.chance:.3f}), p = 2^{verdict.log2_p_value:.1f}"
+            f"watermark agreement {verdict.matches}/{verdict.pairs}, disagreement on controls "
+            f"{verdict.disagreements}/{verdict.controls}, p = 2^{verdict.log2_p_value:.1f}"
         )
     if not proven:
         raise SecurityError(

@@ -27,6 +27,8 @@ from bastion.core.errors import ConfigError, InputError
 from bastion.core.model import Model, predict_labels
 
 MAX_FRACTION = 0.005
+CONFIDENCE_EDGES = (0.9, 0.99)  # strata of our model's probability for its own answer
+WEIGHT_SCALE = 4  # stratum weights in quarter bits
 
 
 def _u64(key: bytes, tag: bytes, row: np.ndarray) -> int:
@@ -41,6 +43,7 @@ class Marked:
     control: np.ndarray  # bool per row
     labels: np.ndarray  # the answered label per row (watermark label where marked)
     victim: np.ndarray  # the model's own label per row
+    victim_p: np.ndarray  # the model's probability for its own label per row
 
 
 class ResponseWatermark:
@@ -79,7 +82,7 @@ class ResponseWatermark:
                 out[i, victim[i]], out[i, labels[i]] = b, a
             elif u < self.fraction + self.control_fraction:
                 control[i] = True
-        return out, Marked(mark, control, labels, victim)
+        return out, Marked(mark, control, labels, victim, probs.max(axis=1))
 
 
 class PairLog:
@@ -100,6 +103,7 @@ class PairLog:
                     "kind": "watermark" if marked.watermark[i] else "control",
                     "label": int(marked.labels[i]),
                     "victim": int(marked.victim[i]),
+                    "p": round(float(marked.victim_p[i]), 6),
                     "x": np.asarray(x[i], dtype=np.float32).ravel().tolist(),
                 },
                 separators=(",", ":"),
@@ -124,13 +128,14 @@ class Pairs:
     labels: np.ndarray
     victim: np.ndarray
     watermark: np.ndarray  # bool: watermark pair (else control)
+    victim_p: np.ndarray  # our model's probability for its own label (NaN: not recorded)
 
 
 def read_pairs(path: Path, input_shape: tuple[int, ...], model: str | None = None) -> Pairs:
     """Load the recorded pairs (skipping lines for other models); bad lines are an error."""
     if not path.is_file():
         raise InputError(f"no recorded pairs at {path}", fix="point --pairs at the gateway's file")
-    xs, labels, victims, kinds = [], [], [], []
+    xs, labels, victims, kinds, ps = [], [], [], [], []
     size = int(np.prod(input_shape))
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
@@ -146,6 +151,7 @@ def read_pairs(path: Path, input_shape: tuple[int, ...], model: str | None = Non
             labels.append(int(rec["label"]))
             victims.append(int(rec["victim"]))
             kinds.append(rec["kind"] == "watermark")
+            ps.append(float(rec.get("p", math.nan)))
         except (ValueError, KeyError, TypeError) as exc:
             raise InputError(
                 f"{path}:{n}: not a recorded pair ({exc})", fix="use the gateway's file"
@@ -155,6 +161,7 @@ def read_pairs(path: Path, input_shape: tuple[int, ...], model: str | None = Non
         np.asarray(labels, int),
         np.asarray(victims, int),
         np.asarray(kinds, bool),
+        np.asarray(ps, np.float64),
     )
 
 
@@ -182,22 +189,60 @@ def distinct(pairs: Pairs) -> Pairs:
     flat = np.ascontiguousarray(pairs.x, dtype=np.float32).reshape(len(pairs.x), -1)
     _, first = np.unique(flat.view(np.dtype((np.void, flat.shape[1] * 4))), return_index=True)
     keep = np.sort(first)
-    return Pairs(pairs.x[keep], pairs.labels[keep], pairs.victim[keep], pairs.watermark[keep])
+    return Pairs(
+        pairs.x[keep],
+        pairs.labels[keep],
+        pairs.victim[keep],
+        pairs.watermark[keep],
+        pairs.victim_p[keep],
+    )
 
 
-def _log2_null_tail(matches: int, recorded: int, disagree: int, marked: int, k: int) -> float:
-    """log2 P[M >= matches] with J ~ Hypergeom(recorded, disagree, marked) disagreements on
-    watermark pairs and M | J ~ Binomial(J, 1 / (k - 1)) of them on the altered label."""
-    from scipy.special import logsumexp
+def _stratum_pmf(recorded: int, disagree: int, marked: int, k: int) -> np.ndarray:
+    """Null distribution of the matches in one stratum: J ~ Hypergeom(recorded, disagree,
+    marked) disagreements land on watermark pairs, M | J ~ Binomial(J, 1 / (k - 1))."""
     from scipy.stats import binom, hypergeom
 
-    if matches <= 0:
-        return 0.0
-    j = np.arange(matches, min(disagree, marked) + 1)
-    terms = hypergeom.logpmf(j, recorded, disagree, marked)
-    if k > 2:
-        terms = terms + binom.logsf(matches - 1, j, 1.0 / (k - 1))
-    return min(0.0, float(logsumexp(terms)) / math.log(2.0))
+    j = np.arange(0, min(disagree, marked) + 1)
+    pj = hypergeom.pmf(j, recorded, disagree, marked)
+    if k == 2:
+        return np.asarray(pj, np.float64)
+    return np.asarray((pj[None, :] * binom.pmf(j[:, None], j[None, :], 1.0 / (k - 1))).sum(axis=1))
+
+
+def _weight(recorded: int, disagree: int, k: int) -> int:
+    """A stratum's weight per match, in quarter bits of how rare a match is there by chance."""
+    chance = max(disagree, 1) / recorded / (k - 1)
+    return max(1, round(WEIGHT_SCALE * math.log2(1.0 / min(chance, 0.5))))
+
+
+def _log2_weighted_tail(strata: list[tuple[int, int, int, int]], k: int) -> float:
+    """log2 P[sum_s w_s M_s >= observed] under the null, exactly: the strata's match counts
+    are independent given their counts, so the null law of the sum is their convolution.
+    `strata` holds (recorded, disagree, marked, matches) per stratum."""
+    law, observed = np.ones(1), 0
+    for recorded, disagree, marked, matches in strata:
+        if not marked:
+            continue
+        w = _weight(recorded, disagree, k)
+        pmf = _stratum_pmf(recorded, disagree, marked, k)
+        spread = np.zeros(w * (len(pmf) - 1) + 1)
+        spread[::w] = pmf
+        law, observed = np.convolve(law, spread), observed + w * matches
+    tail = float(law[observed:].sum()) if observed < len(law) else 0.0
+    return 0.0 if observed == 0 else min(0.0, math.log2(max(tail, 2.0**-1000)))
+
+
+def strata_of(pairs: Pairs) -> np.ndarray:
+    """Stratum per pair by our model's confidence in its own answer (`CONFIDENCE_EDGES`; pairs
+    recorded without it form one more stratum). Inputs where we are unsure are where any other
+    model disagrees with us too; kept apart, they do not dilute the confident ones."""
+    known = np.isfinite(pairs.victim_p)
+    return np.where(
+        known,
+        np.digitize(np.nan_to_num(pairs.victim_p), CONFIDENCE_EDGES),
+        len(CONFIDENCE_EDGES) + 1,
+    )
 
 
 def verify_clone(suspect: Model, pairs: Pairs) -> CloneVerdict:
@@ -206,21 +251,20 @@ def verify_clone(suspect: Model, pairs: Pairs) -> CloneVerdict:
     Null hypothesis: the suspect was built without our answers, so its label for an input does
     not depend on the key. Among the distinct recorded inputs (watermark or control), which
     ones were watermarked is a keyed coin independent of that label; given the counts, the
-    watermark pairs are a uniformly random subset. The suspect's disagreements with our model
-    therefore land on watermark pairs hypergeometrically, and each lands on the altered label
-    (uniform over the other C - 1 classes) with probability 1 / (C - 1). A clone trained on
-    our answers instead concentrates its disagreements on the watermark pairs, on exactly the
-    altered labels. With no control pairs a two-class test has no power (p = 1).
+    watermark pairs are a uniformly random subset, within each stratum of our own confidence
+    too. The suspect's disagreements with our model therefore land on watermark pairs
+    hypergeometrically, and each lands on the altered label (uniform over the other C - 1
+    classes) with probability 1 / (C - 1). The statistic weighs each stratum's matches by how
+    rare a match is there by chance; its exact null law is the convolution of the strata's. A
+    clone trained on our answers instead concentrates its disagreements on the watermark pairs,
+    on exactly the altered labels. With no control pairs a two-class test has no power.
     """
     if not pairs.watermark.any():
         raise InputError("the recorded pairs hold no watermark pair", fix="record more traffic")
     k = max(2, suspect.n_classes)
     labels = np.concatenate([pairs.labels, pairs.victim])
-    if (
-        labels.min() < 0
-        or labels.max() >= k
-        or (pairs.labels == pairs.victim)[pairs.watermark].any()
-    ):
+    wrong = (pairs.labels == pairs.victim)[pairs.watermark]
+    if labels.min() < 0 or labels.max() >= k or wrong.any():
         raise InputError(
             f"the recorded labels do not fit a {k}-class model (or a watermark label is ours)",
             fix="test a suspect of the served model's task with the gateway's pairs file",
@@ -229,8 +273,18 @@ def verify_clone(suspect: Model, pairs: Pairs) -> CloneVerdict:
     marked = pairs.watermark
     pred = predict_labels(suspect, pairs.x)
     disagree = pred != pairs.victim
-    matches = int((pred[marked] == pairs.labels[marked]).sum())
-    n, recorded, total = int(marked.sum()), len(marked), int(disagree.sum())
-    log2_p = _log2_null_tail(matches, recorded, total, n, k)
-    chance = total / recorded / (k - 1)
-    return CloneVerdict(n, matches, recorded - n, int(disagree[~marked].sum()), chance, log2_p)
+    match = marked & (pred == pairs.labels)
+    stratum = strata_of(pairs)
+    strata = [
+        (int(sel.sum()), int(disagree[sel].sum()), int(marked[sel].sum()), int(match[sel].sum()))
+        for sel in (stratum == s for s in np.unique(stratum))
+    ]
+    n, recorded = int(marked.sum()), len(marked)
+    return CloneVerdict(
+        n,
+        int(match.sum()),
+        recorded - n,
+        int(disagree[~marked].sum()),
+        int(disagree.sum()) / recorded / (k - 1),
+        _log2_weighted_tail(strata, k),
+    )

@@ -86,11 +86,15 @@ def _refuse_constant(name: str) -> Any:
     raise Rejected(422, "non_finite", f"the body contains {name}; only finite numbers are accepted")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)  # built once, not per request
+
+
 def parse_json(body: bytes, max_depth: int) -> Any:
     """Parse a request body, refusing excessive depth, NaN/Infinity and malformed JSON."""
     check_depth(body, max_depth)
     try:
-        return json.loads(body, parse_constant=_refuse_constant)
+        # what json.loads does with bytes (UTF-8/16/32 detected), on the prebuilt decoder
+        return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise Rejected(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
     except RecursionError:

@@ -42,7 +42,7 @@ bench: $(VENV)/.bench
 
 # Retrain the shipped prompt-injection head from ../shared/data/prompt-injection (seed 0).
 retrain-llm-head: $(VENV)/.dev
-	$(BIN)/python -m bastion.llm.train --data ../shared/data/prompt-injection --seed 0
+	$(BIN)/python -m bastion.llm.train --data ../shared/data/prompt-injection --seed 0 --group-cv 5
 
 clean:
 	rm -rf $(VENV) bastion-report .pytest_cache .mypy_cache .ruff_cache

@@ -1,14 +1,19 @@
-"""The learned layer: MiniLM window embeddings, hashed word n-grams and rule features, one head.
+"""The learned layer: MiniLM window embeddings, hashed n-grams and rule features, two models.
 
 Each input yields *instances*: one per (view, window). A view is the canonical text or a
 decoded view (see `normalize.py`); a window is up to `WINDOW` word pieces. Long texts are cut
-into overlapping windows; to keep latency bounded at most `max_windows` are embedded per input
-(the first, the last, and those densest in instruction-like word pieces). The dense features
-are the mean over instances of [embedding, rule features]; the lexical features are TF-IDF
-weighted hashed word uni- and bigrams of all views (hashing: nothing but weights to ship).
+into overlapping windows (the last one runs to the end and is embedded at its own length);
+to keep latency bounded at most `max_windows` are embedded per input (the first, the last,
+and those densest in instruction-like word pieces). The dense features are the
+length-weighted mean over instances of [max-pooled embedding, rule features]. The lexical
+features are TF-IDF weighted hashed word 1-2-grams and character 2-4-grams (hashing: nothing
+but weights to ship), counted per sentence-like segment; a reading's counts are the sum of
+its segments'.
 
-The head is a logistic regression stored as safetensors (`data/head.safetensors`): weights,
-IDF, bias, and the operating threshold tuned on dev. Retrain with `make retrain-llm-head`.
+The head (`Head`) holds a document model (lexical + dense, the whole reading) and a segment
+model (lexical, each segment alone, the highest wins), stored as safetensors
+(`data/head.safetensors`) with the operating threshold tuned on dev. Retrain with
+`make retrain-llm-head` (see `train.py`).
 """
 
 from __future__ import annotations
@@ -96,16 +101,40 @@ class Instance:
 
 HASH_BLOCK = 2**17  # columns per hashed block: word 1-2-grams, then character 2-4-grams
 HASH_FEATURES = 2 * HASH_BLOCK
-FORMAT = "bastion-llm-head/3"
+FORMAT = "bastion-llm-head/4"
+MIX = 0.5  # weight of the segment model's logit in the combined score
+
+# Sentence-like segments: split at sentence ends and line breaks, short pieces merged.
+_SEGMENT_SPLIT = re.compile(r"(?<=[.!?;:\u3002\uff01\uff1f])\s+|\n+|(?<=[\u3002\uff01\uff1f])")
+_SEGMENT_MIN = 40  # characters: shorter pieces join the next one
 
 
-def hashed_counts(texts: list[str]) -> Any:
-    """Hashed counts (scipy CSR): word uni-/bigrams, then character 2-4-grams within words.
+def segments(text: str) -> list[str]:
+    """Sentence-like pieces of `text` of at least `_SEGMENT_MIN` characters (the last may be less).
 
-    Character n-grams carry the signal in scripts and spellings the word block and the
-    English MiniLM model do not know (the data holds machine-translated attacks).
+    An instruction slipped into a long e-mail or web page is one sentence among many: scored
+    alone, it is not diluted by the document around it.
     """
-    import scipy.sparse as sp
+    out: list[str] = []
+    buf = ""
+    for piece in _SEGMENT_SPLIT.split(text):
+        piece = piece.strip() if piece else ""
+        if not piece:
+            continue
+        buf = f"{buf} {piece}" if buf else piece
+        if len(buf) >= _SEGMENT_MIN:
+            out.append(buf)
+            buf = ""
+    if buf:
+        if out:
+            out[-1] = f"{out[-1]} {buf}"
+        else:
+            out.append(buf)
+    return out
+
+
+@lru_cache(maxsize=1)
+def _vectorizers() -> tuple[Any, Any]:
     from sklearn.feature_extraction.text import HashingVectorizer
 
     words = HashingVectorizer(
@@ -118,59 +147,137 @@ def hashed_counts(texts: list[str]) -> Any:
         alternate_sign=False,
         norm=None,
     )
-    return sp.hstack([words.transform(texts), chars.transform(texts)]).tocsr()
+    return words, chars
 
 
-def _tfidf_block(counts: Any, idf: np.ndarray) -> Any:
-    weighted = counts.astype(np.float32).tocsr()
-    weighted.data = (1.0 + np.log(weighted.data)) * idf[weighted.indices]
-    norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
-    scale = 1.0 / np.maximum(norms, 1e-12)
-    weighted.data *= np.repeat(scale, np.diff(weighted.indptr))
-    return weighted
+def hashed_counts(texts: list[str]) -> Any:
+    """Hashed counts (scipy CSR): word uni-/bigrams, then character 2-4-grams within words.
+
+    Character n-grams carry the signal in scripts and spellings the word block and the
+    English MiniLM model do not know (the data holds machine-translated attacks).
+    """
+    import scipy.sparse as sp
+
+    words, chars = _vectorizers()
+    return sp.hstack([words.transform(texts), chars.transform(texts)], format="csr")
 
 
 def tfidf(counts: Any, idf: np.ndarray) -> Any:
-    """Per block: sublinear TF times IDF, L2-normalised per row (as TfidfTransformer)."""
+    """Per block: sublinear TF times IDF, L2-normalised per row (as TfidfTransformer).
+
+    Works on the CSR arrays directly: no per-block slicing or format conversion.
+    """
     import scipy.sparse as sp
 
-    counts = counts.tocsc()
-    blocks = [
-        _tfidf_block(counts[:, k : k + HASH_BLOCK], idf[k : k + HASH_BLOCK])
-        for k in range(0, HASH_FEATURES, HASH_BLOCK)
-    ]
-    return sp.hstack(blocks).tocsr()
+    counts = counts.tocsr()
+    n = counts.shape[0]
+    indices = counts.indices
+    data = (1.0 + np.log(counts.data.astype(np.float32))) * idf[indices]
+    row = np.repeat(np.arange(n), np.diff(counts.indptr))
+    key = 2 * row + (indices >= HASH_BLOCK)
+    norms = np.sqrt(np.bincount(key, weights=data * data, minlength=2 * n))
+    data = (data / np.maximum(norms, 1e-12)[key]).astype(np.float32)
+    return sp.csr_matrix((data, indices, counts.indptr), shape=counts.shape)
+
+
+@dataclass(frozen=True)
+class Features:
+    """What the head reads for one input.
+
+    Readings: row 0 reads everything (the text and its decoded views); row 1, when there
+    are views, reads the decoded views alone, so an encoding's gibberish cannot dilute what
+    it hid. `counts` and `dense` have one row per reading; `segment_counts` one row per
+    segment, and `segment_text[j]` is the index (0 = the text, 1.. = views) of the text
+    segment j comes from. `windows` is how many windows were embedded.
+    """
+
+    counts: Any
+    dense: np.ndarray
+    segment_counts: Any
+    segment_text: np.ndarray
+    windows: int
 
 
 @dataclass(frozen=True)
 class Head:
-    """Logistic regression over [lexical TF-IDF, dense features], IDF and the tuned threshold."""
+    """Two logistic regressions and their mix, IDF, and the tuned threshold.
+
+    The document model reads each reading whole: TF-IDF hashed n-grams plus the dense
+    features (standardisation folded into the weights). The segment model reads each
+    segment alone; a reading's segment score is its highest (for a reading of one segment,
+    the document score stands in: a short prompt is judged as a whole). The combined logit
+    is `(1 - mix) * document + mix * segment`.
+    """
 
     lexical: np.ndarray
     idf: np.ndarray
     dense: np.ndarray
     bias: float
+    segment_lexical: np.ndarray
+    segment_idf: np.ndarray
+    segment_bias: float
+    mix: float
     threshold: float
     meta: dict[str, Any]
 
-    def score(self, lexical_rows: Any, dense_rows: np.ndarray) -> np.ndarray:
-        """Attack probability per row: `lexical_rows` are hashed counts, `dense_rows` dense."""
-        z = tfidf(lexical_rows, self.idf) @ self.lexical + dense_rows @ self.dense + self.bias
-        return 1.0 / (1.0 + np.exp(-np.clip(np.asarray(z, dtype=np.float64), -30.0, 30.0)))
+    def logits(self, features: Features) -> np.ndarray:
+        """The combined logit per reading (row 0 all texts, row 1 the decoded views)."""
+        doc = (
+            tfidf(features.counts, self.idf) @ self.lexical
+            + features.dense @ self.dense
+            + self.bias
+        )
+        seg = tfidf(features.segment_counts, self.segment_idf) @ self.segment_lexical
+        seg = np.asarray(seg, dtype=np.float64) + self.segment_bias
+        doc = np.asarray(doc, dtype=np.float64)
+        best = doc.copy()  # one segment is the whole text: the document model reads it
+        for reading in range(len(doc)):
+            mine = seg[features.segment_text >= reading]
+            if mine.size >= 2:
+                best[reading] = float(mine.max())
+        return (1.0 - self.mix) * doc + self.mix * best
+
+    def score(self, features: Features) -> np.ndarray:
+        """Attack probability per reading."""
+        z = np.clip(self.logits(features), -30.0, 30.0)
+        return 1.0 / (1.0 + np.exp(-z))
 
     def to_bytes(self) -> bytes:
-        """The head as safetensors (tensors plus string metadata: nothing executable)."""
+        """The head as safetensors (tensors plus string metadata: nothing executable).
+
+        The hashed weights and IDF are stored as float16 (half the size; scores move by
+        well under 1e-3).
+        """
         from safetensors.numpy import save
 
         tensors: dict[str, np.ndarray] = {
-            "lexical": self.lexical.astype(np.float32),
-            "idf": self.idf.astype(np.float32),
+            "lexical": self.lexical.astype(np.float16),
+            "idf": self.idf.astype(np.float16),
+            "segment_lexical": self.segment_lexical.astype(np.float16),
+            "segment_idf": self.segment_idf.astype(np.float16),
             "dense": self.dense.astype(np.float32),
-            "bias_threshold": np.array([self.bias, self.threshold], dtype=np.float64),
+            "scalars": np.array(
+                [self.bias, self.segment_bias, self.mix, self.threshold], dtype=np.float64
+            ),
         }
         # one metadata key, sorted: the same head gives the same bytes
         body = {"format": FORMAT, "dense_features": list(DENSE_FEATURES), "meta": self.meta}
         return bytes(save(tensors, metadata={"bastion": json.dumps(body, sort_keys=True)}))
+
+    def rounded(self) -> Head:
+        """This head as it reads back from its file (float16 hashed weights)."""
+        return Head(
+            self.lexical.astype(np.float16).astype(np.float32),
+            self.idf.astype(np.float16).astype(np.float32),
+            self.dense,
+            self.bias,
+            self.segment_lexical.astype(np.float16).astype(np.float32),
+            self.segment_idf.astype(np.float16).astype(np.float32),
+            self.segment_bias,
+            self.mix,
+            self.threshold,
+            self.meta,
+        )
 
 
 def load_head(path: str | Path | None = None) -> Head:
@@ -187,25 +294,39 @@ def load_head(path: str | Path | None = None) -> Head:
         meta = json.loads(_metadata(raw).get("bastion", "{}"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"expected format {FORMAT}")
+        bias, segment_bias, mix, threshold = (float(v) for v in tensors["scalars"])
         head = Head(
-            lexical=tensors["lexical"],
-            idf=tensors["idf"],
-            dense=tensors["dense"],
-            bias=float(tensors["bias_threshold"][0]),
-            threshold=float(tensors["bias_threshold"][1]),
+            lexical=tensors["lexical"].astype(np.float32),
+            idf=tensors["idf"].astype(np.float32),
+            dense=tensors["dense"].astype(np.float32),
+            bias=bias,
+            segment_lexical=tensors["segment_lexical"].astype(np.float32),
+            segment_idf=tensors["segment_idf"].astype(np.float32),
+            segment_bias=segment_bias,
+            mix=mix,
+            threshold=threshold,
             meta=dict(meta.get("meta", {})),
         )
-        if head.lexical.shape != (HASH_FEATURES,) or head.idf.shape != (HASH_FEATURES,):
-            raise ValueError(f"expected {HASH_FEATURES} lexical weights")
+        for name in ("lexical", "idf", "segment_lexical", "segment_idf"):
+            if getattr(head, name).shape != (HASH_FEATURES,):
+                raise ValueError(f"expected {HASH_FEATURES} values in {name}")
         if head.dense.shape != (len(DENSE_FEATURES),):
             raise ValueError(f"expected {len(DENSE_FEATURES)} dense weights")
+        finite = all(
+            np.isfinite(a).all()
+            for a in (head.lexical, head.idf, head.segment_lexical, head.segment_idf, head.dense)
+        )
+        if not finite:
+            raise ValueError("non-finite weights")
     except (OSError, ValueError, KeyError, TypeError, SafetensorError) as exc:
         raise InputError(
             f"cannot load the LLM head: {exc}", fix="run `make retrain-llm-head`"
         ) from exc
-    if not (0.0 < head.threshold < 1.0 and math.isfinite(head.bias)):
+    scalars_ok = all(math.isfinite(v) for v in (head.bias, head.segment_bias, head.mix))
+    if not (0.0 < head.threshold < 1.0 and 0.0 <= head.mix <= 1.0 and scalars_ok):
         raise InputError(
-            "the LLM head has an invalid threshold or bias", fix="run `make retrain-llm-head`"
+            "the LLM head has an invalid threshold, mix or bias",
+            fix="run `make retrain-llm-head`",
         )
     return head
 
@@ -226,11 +347,14 @@ def shipped_head() -> Head:
 
 
 def window_starts(n_tokens: int) -> list[int]:
-    """Start offsets of overlapping windows covering `n_tokens` word pieces."""
-    if n_tokens <= WINDOW:
-        return [0]
-    starts = list(range(0, n_tokens - WINDOW, STRIDE))
-    starts.append(n_tokens - WINDOW)
+    """Start offsets of overlapping windows covering `n_tokens` word pieces.
+
+    Windows start every `STRIDE` pieces; the last one runs to the end and may be short (it is
+    embedded at its own length, not padded: no work is spent on padding).
+    """
+    starts = [0]
+    while starts[-1] + WINDOW < n_tokens:
+        starts.append(starts[-1] + STRIDE)
     return starts
 
 
@@ -274,10 +398,16 @@ class Featurizer:
         )
 
     def instances(
-        self, norm: Normalized, hits_by_view: dict[str, list[rules.RuleHit]]
+        self,
+        norm: Normalized,
+        hits_by_view: dict[str, list[rules.RuleHit]],
+        texts: list[tuple[str, str]] | None = None,
     ) -> tuple[np.ndarray, list[Instance]]:
-        """Feature rows for the canonical text and its views, within the window budget."""
-        texts = model_texts(norm)
+        """Feature rows for the canonical text and its views, within the window budget.
+
+        `texts` are `model_texts(norm)` when the caller has them already.
+        """
+        texts = model_texts(norm) if texts is None else texts
         budget = max(self.max_windows, len(texts))
         windows: list[list[int]] = []
         where: list[Instance] = []
@@ -298,27 +428,46 @@ class Featurizer:
                 break
         if not windows:
             return np.zeros((0, DIM + len(RULE_FEATURES)), dtype=np.float32), []
-        embedded = self.embedder.embed_ids(windows)
+        embedded = self.embedder.embed_ids(windows, pooling="max")
         return np.hstack([embedded, np.vstack(extras)]).astype(np.float32), where
 
-    def features(
-        self, norm: Normalized, hits_by_view: dict[str, list[rules.RuleHit]]
-    ) -> tuple[Any, np.ndarray, int]:
-        """Hashed counts and mean dense rows for each reading, and the windows embedded.
-
-        Row 0 reads everything (the text and its decoded views); row 1, when there are
-        views, reads the decoded views alone, so an encoding's gibberish cannot dilute
-        what it hid. The input's score is the higher of the two.
-        """
-        rows, where = self.instances(norm, hits_by_view)
+    def features(self, norm: Normalized, hits_by_view: dict[str, list[rules.RuleHit]]) -> Features:
+        """Hashed counts, dense rows and segments for each reading (see `Features`)."""
         texts = model_texts(norm)
-        readings = [(texts, np.ones(len(where), dtype=bool))]
+        rows, where = self.instances(norm, hits_by_view, texts)
+        pieces: list[str] = []
+        owner: list[int] = []
+        for index, (_, text) in enumerate(texts):
+            found = segments(text)
+            pieces.extend(found)
+            owner.extend([index] * len(found))
+        segment_text = np.array(owner, dtype=np.int64)
+        segment_counts = hashed_counts(pieces) if pieces else _empty_counts(0)
         decoded = np.array([w.view != "text" for w in where], dtype=bool)
-        if len(texts) > 1 and decoded.any():
-            readings.append((texts[1:], decoded))
-        lexical = hashed_counts(["\n".join(text for _, text in chosen) for chosen, _ in readings])
-        dense = np.zeros((len(readings), len(DENSE_FEATURES)), dtype=np.float32)
-        for i, (_, mask) in enumerate(readings):
+        masks = [np.ones(len(where), dtype=bool)]
+        if len(texts) > 1 and (segment_text > 0).any():
+            masks.append(decoded)
+        # a window counts by its length: a short last window is not worth a full one
+        length = np.array([w.last_token - w.first_token for w in where], dtype=np.float32)
+        dense = np.zeros((len(masks), len(DENSE_FEATURES)), dtype=np.float32)
+        for i, mask in enumerate(masks):
             if mask.any():
-                dense[i] = rows[mask].mean(axis=0)
-        return lexical, dense, len(where)
+                dense[i] = length[mask] @ rows[mask] / length[mask].sum()
+        counts = _reading_sums(segment_counts, segment_text, len(masks))
+        return Features(counts, dense, segment_counts, segment_text, len(where))
+
+
+def _empty_counts(rows: int) -> Any:
+    import scipy.sparse as sp
+
+    return sp.csr_matrix((rows, HASH_FEATURES), dtype=np.float64)
+
+
+def _reading_sums(segment_counts: Any, segment_text: np.ndarray, readings: int) -> Any:
+    """A reading's counts are the sum of its segments' (reading r reads texts r, r+1, ...)."""
+    import scipy.sparse as sp
+
+    if not len(segment_text):
+        return _empty_counts(readings)
+    pick = np.vstack([segment_text >= r for r in range(readings)]).astype(np.float64)
+    return (sp.csr_matrix(pick) @ segment_counts).tocsr()

@@ -100,11 +100,11 @@ class Detector:
         score = rules.rule_score(hits)
         if not self.use_model:
             return Analysis(norm, hits, score, None, 0)
-        lexical, dense, windows = self.featurizer().features(norm, by_view)
-        if not windows:
+        features = self.featurizer().features(norm, by_view)
+        if not features.windows:
             return Analysis(norm, hits, score, 0.0, 0)
-        model_score = float(self.head.score(lexical, dense).max())
-        return Analysis(norm, hits, score, model_score, windows)
+        model_score = float(self.head.score(features).max())
+        return Analysis(norm, hits, score, model_score, features.windows)
 
 
 def reasons_and_spans(

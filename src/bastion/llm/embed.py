@@ -18,6 +18,7 @@ import numpy as np
 from bastion.core.errors import UsageError
 
 DIM = 384
+_CLS, _SEP = 101, 102
 _HEADS = 12
 _LAYERS = 6
 _OPSET = 17
@@ -175,29 +176,29 @@ class Embedder:
         """Word-piece ids without the [CLS]/[SEP] markers."""
         return list(self.tokenizer.encode(text, add_special_tokens=False).ids)
 
-    def embed_ids(self, windows: list[list[int]]) -> np.ndarray:
-        """Embed pre-tokenized windows (each at most `max_tokens - 2` ids) as one padded batch."""
-        if not windows:
-            return np.zeros((0, DIM), dtype=np.float32)
-        cls_id, sep_id = 101, 102
-        rows = [[cls_id, *w[: self.max_tokens - 2], sep_id] for w in windows]
-        length = max(len(r) for r in rows)
-        ids = np.zeros((len(rows), length), dtype=np.int64)
-        mask = np.zeros((len(rows), length), dtype=np.float32)
+    def embed_ids(self, windows: list[list[int]], pooling: str = "mean") -> np.ndarray:
+        """Embed pre-tokenized windows (each at most `max_tokens - 2` ids), L2-normalised.
+
+        `pooling` is "mean" or "max" over the window's tokens. Windows of equal length run
+        as one batch, so no work is spent on padding.
+        """
+        out = np.zeros((len(windows), DIM), dtype=np.float32)
+        rows = [[_CLS, *w[: self.max_tokens - 2], _SEP] for w in windows]
+        by_length: dict[int, list[int]] = {}
         for j, r in enumerate(rows):
-            ids[j, : len(r)] = r
-            mask[j, : len(r)] = 1.0
-        bias = ((1.0 - mask) * -1e4).astype(np.float32)[:, None, None, :]
-        feeds = {
-            "input_ids": ids,
-            "positions": np.arange(length, dtype=np.int64),
-            "mask_bias": bias,
-        }
-        with self._lock:
-            (hidden,) = self.session.run(None, feeds)
-        pooled = (hidden * mask[:, :, None]).sum(axis=1) / mask.sum(axis=1, keepdims=True)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+            by_length.setdefault(len(r), []).append(j)
+        for length, members in by_length.items():
+            ids = np.array([rows[j] for j in members], dtype=np.int64)
+            feeds = {
+                "input_ids": ids,
+                "positions": np.arange(length, dtype=np.int64),
+                "mask_bias": np.zeros((len(members), 1, 1, length), dtype=np.float32),
+            }
+            with self._lock:
+                (hidden,) = self.session.run(None, feeds)
+            out[members] = hidden.max(axis=1) if pooling == "max" else hidden.mean(axis=1)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed whole texts, truncated to the window size (used for training and tests)."""

@@ -258,6 +258,22 @@ def _decode_segments(text: str) -> list[tuple[str, str, int, int]]:
     return found
 
 
+def _rot13_vowels(sample: str) -> bool:
+    """True when the Latin letters read as ROT13 of a vowel-rich language, any language.
+
+    ROT13 sends a e i o u to n r v b h: plain Latin-script text has about 40% vowels, its
+    ROT13 about 15%. This catches ROT13 of French or Tagalog, which the English word list
+    cannot; random strings (base64, identifiers) are low in both and do not trigger.
+    """
+    letters = [unicodedata.normalize("NFD", ch)[0] for ch in sample.lower() if ch.isalpha()]
+    latin = [ch for ch in letters if "a" <= ch <= "z"]  # accented letters count as their base
+    if len(latin) < 12 or len(latin) < 0.5 * len(letters):
+        return False
+    vowels = sum(ch in "aeiou" for ch in latin) / len(latin)
+    hidden = sum(ch in "nrvbh" for ch in latin) / len(latin)
+    return vowels < 0.25 and hidden >= 0.3
+
+
 def _whole_text_views(text: str) -> list[View]:
     """ROT13, reversed and leetspeak, when they read better than the text."""
     views: list[View] = []
@@ -265,7 +281,7 @@ def _whole_text_views(text: str) -> list[View]:
     base = _word_hits(sample)
     if sum(ch.isascii() and ch.isalpha() for ch in sample) >= 12:
         rot = codecs.decode(text, "rot13")
-        if _word_hits(rot) >= max(3, 2 * base):
+        if _word_hits(rot) >= max(3, 2 * base) or _rot13_vowels(sample):
             views.append(View("rot13", rot, 0, len(text)))
         rev = text[::-1]
         if _word_hits(rev) >= max(3, 2 * base):

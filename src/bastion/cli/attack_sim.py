@@ -23,6 +23,15 @@ def attack_sim_command(
         "random,natural,jacobian,knockoff", "--strategies", help="Extraction strategies."
     ),
     evasion: str = typer.Option("square,hopskipjump", "--evasion", help="Evasion attacks."),
+    dawn_budget: int = typer.Option(
+        0,
+        "--dawn-budget",
+        min=0,
+        help="Queries of a DAWN clone under watermark-only (0: none); tested with verify-clone.",
+    ),
+    dawn_independent: int = typer.Option(
+        10, "--dawn-independent", min=0, help="Independently trained models tested too."
+    ),
     out: Path | None = typer.Option(None, "--out", help="Write the JSON report here."),
     seed: int = typer.Option(0, "--seed", help="Seed for clients and attackers."),
 ) -> None:
@@ -46,6 +55,8 @@ def attack_sim_command(
         budget=budget,
         strategies=split(strategies),
         evasion=split(evasion),
+        dawn_budget=dawn_budget,
+        dawn_independent=dawn_independent,
         seed=seed,
     )
     report = simulate(settings, progress=lambda msg: console.print(f"[dim]{msg}[/dim]"))
@@ -61,6 +72,13 @@ def attack_sim_command(
                 else (f"success {row['success']:.2f}")
             )
             console.print(f"  {name:12s} flagged at {row['flagged_at']!s:>6}  {metric}")
+        if cfg["dawn"]:
+            dawn = cfg["dawn"]
+            console.print(
+                f"  DAWN clone p = 2^{dawn['clone_log2_p_value']:.1f}; best of "
+                f"{len(dawn['independent'])} independent models "
+                f"p = 2^{dawn['independent_best_log2_p_value']:.1f}"
+            )
     if out is not None:
         write_bytes_atomic(out, json.dumps(report, indent=2).encode())
         console.print(f"report: {out}")

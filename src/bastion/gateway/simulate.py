@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from bastion.attacks.clone import CloneSettings
 from bastion.attacks.extraction import STRATEGIES
 from bastion.core.errors import UsageError
 
@@ -36,6 +37,9 @@ DETECT_STAGES = [
     "output_defence",
     "watermark",
 ]
+# DAWN alters 0.45% of answers; the honest control sample (5%, only logged) is what a two-class
+# ownership test compares the suspect's disagreements against
+WATERMARK = {"enabled": True, "fraction": 0.0045, "control_fraction": 0.05}
 CONFIGS: dict[str, dict[str, Any]] = {
     "undefended": {"stages": ["authenticate", "validate", "route", "predict"], "defences": {}},
     "detect-only": {
@@ -44,18 +48,21 @@ CONFIGS: dict[str, dict[str, Any]] = {
     },
     "watermark-only": {
         "stages": ["authenticate", "validate", "route", "predict", "watermark"],
-        "defences": {"watermark": {"enabled": True, "fraction": 0.0045}},
+        "defences": {"watermark": WATERMARK},
     },
     "recommended": {
         "stages": DETECT_STAGES,
         "defences": {
             "incidents": {"rules": [{"actions": ["notify", "decoy"]}]},
             "routing": {"decoy": "perturbed"},
-            "watermark": {"enabled": True, "fraction": 0.0045},
+            "watermark": WATERMARK,
         },
     },
 }
 Progress = Callable[[str], None]
+# the DAWN thief queries everything first, then trains its clone to convergence (up to 200
+# epochs), as one would to maximise fidelity; independent clone-architecture models train alike
+DAWN_CLONE = CloneSettings(epochs=200, max_steps=15000)
 
 
 @dataclass(frozen=True)
@@ -222,7 +229,7 @@ def _run_config(
     stages = CONFIGS[name]["stages"]
     if s.dawn_budget and "watermark" in stages and "detect" not in stages:
         # the watermark alone: the proof must not lean on decoys or detection
-        out.dawn = _dawn(gw, url, model, train, attacker_x, s, progress)
+        out.dawn = _dawn(gw, url, model, train, test, attacker_x, s, progress)
         progress(f"{name}: DAWN {out.dawn}")
     out.seconds = round(time.perf_counter() - started, 1)
     return out
@@ -337,17 +344,17 @@ def _dawn(
     url: str,
     model: Any,
     train: Any,
+    test: Any,
     attacker_x: np.ndarray,
     s: SimSettings,
     progress: Progress,
 ) -> dict[str, Any]:
     """Extract a well-trained clone with `dawn_budget` queries, then test it and independently
     trained models against the recorded pairs."""
-    from bastion.attacks.clone import CloneSettings, one_torch_thread
-    from bastion.attacks.extraction import extract
+    from bastion.attacks.clone import one_torch_thread
+    from bastion.attacks.extraction import extract, fidelity
     from bastion.core.adapters.http import HttpModel
     from bastion.defenses.dawn import read_pairs, verify_clone
-    from bastion.zoo import entry
 
     raw, _ = gw.key("attacker-dawn:0")
     remote = HttpModel(url, raw, batch_size=128)
@@ -359,25 +366,50 @@ def _dawn(
             strategy="random",
             budget=s.dawn_budget,
             seed=s.seed,
-            rounds=2,
-            settings=CloneSettings(epochs=200, max_steps=3000),
+            rounds=1,
+            settings=DAWN_CLONE,
         ).clone
     pairs = read_pairs(_defences(gw).pairs_file, model.input_shape, s.model)
     verdict = verify_clone(clone, pairs)
-    others = []
+    others: list[dict[str, Any]] = []
     for seed in range(1, s.dawn_independent + 1):
         with one_torch_thread():
-            other = entry(s.model).train(train, seed)
+            kind, other = independent_model(s.model, model, train, seed)
         v = verify_clone(other, pairs)
-        others.append({"seed": seed, "matches": v.matches, "log2_p_value": v.log2_p_value})
-        progress(f"DAWN independent model {seed}: {v.matches}/{v.pairs}")
+        others.append(
+            {"seed": seed, "kind": kind, "matches": v.matches, "log2_p_value": v.log2_p_value}
+        )
+        progress(f"DAWN independent model {seed} ({kind}): {v.matches}/{v.pairs}")
     return {
         "queries": remote.queries,
+        "clone_fidelity": round(fidelity(model, clone, test.x), 4),
         "pairs": verdict.pairs,
         "controls": verdict.controls,
         "clone_matches": verdict.matches,
+        "clone_control_disagreements": verdict.disagreements,
         "clone_log2_p_value": verdict.log2_p_value,
         "clone_proven": verdict.proven(),
         "independent": others,
-        "independent_proven": sum(1 for o in others if o["log2_p_value"] <= -40.0),
+        "independent_best_log2_p_value": min(
+            (float(o["log2_p_value"]) for o in others), default=0.0
+        ),
+        "independent_proven": sum(1 for o in others if float(o["log2_p_value"]) <= -40.0),
     }
+
+
+def independent_model(name: str, served: Any, train: Any, seed: int) -> tuple[str, Any]:
+    """A model built without our answers: trained on a bootstrap resample of the training data
+    (so even a deterministic trainer gives a different model), by the zoo's own trainer for odd
+    seeds and as the clone architecture on the true labels for even ones (the null closest to
+    an extracted clone)."""
+    from bastion.attacks.clone import fit_clone, new_clone
+    from bastion.zoo import entry
+
+    rows = np.random.default_rng(seed).integers(0, len(train.x), len(train.x))
+    sample = train.subset(rows)
+    if seed % 2:
+        return "zoo-bootstrap", entry(name).train(sample, seed)
+    clone = new_clone(served.input_shape, served.n_classes, sample.x, seed, served.input_bounds)
+    targets = np.eye(served.n_classes)[sample.labels]
+    fit_clone(clone, sample.x, targets, seed, DAWN_CLONE)
+    return "clone-architecture-bootstrap", clone

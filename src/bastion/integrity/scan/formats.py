@@ -10,9 +10,6 @@ import struct
 
 from bastion.integrity.scan import archives
 from bastion.integrity.scan.context import Context
-from bastion.integrity.scan.keras import check_keras_config, looks_like_keras
-from bastion.integrity.scan.skops import check_skops_schema, looks_like_skops
-from bastion.integrity.scan.templates import check_template, check_tokenizer_config
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING, without importing typing (CLI start-up)
 if TYPE_CHECKING:
@@ -221,6 +218,8 @@ def scan_gguf(data: Any, start: int, end: int, where: str, ctx: Context) -> None
             (vtype,) = struct.unpack("<I", take(4))
             val = value(vtype)
             if "chat_template" in key and isinstance(val, str):
+                from bastion.integrity.scan.templates import check_template
+
                 check_template(val, f"{where}#{key}", ctx)
     except (_GGUFError, struct.error) as exc:
         ctx.add(
@@ -251,6 +250,11 @@ def scan_json(data: Any, start: int, end: int, where: str, ctx: Context) -> None
         )
         return
     if isinstance(doc, dict):
+        # imported here: most archives hold no JSON, and `bastion scan` starts faster
+        from bastion.integrity.scan.keras import check_keras_config, looks_like_keras
+        from bastion.integrity.scan.skops import check_skops_schema, looks_like_skops
+        from bastion.integrity.scan.templates import check_tokenizer_config
+
         check_tokenizer_config(doc, where, ctx)
         if looks_like_keras(doc):
             check_keras_config(doc, where, ctx)
@@ -309,6 +313,8 @@ class _Region(io.RawIOBase):
 def scan_hdf5(data: Any, start: int, end: int, where: str, ctx: Context) -> None:
     """Read the `model_config` / `training_config` attributes; the model is never loaded."""
     import h5py
+
+    from bastion.integrity.scan.keras import check_keras_config
 
     try:
         with h5py.File(_Region(data, start, end), "r") as handle:

@@ -114,7 +114,7 @@ class Gateway:
         return Chain([*stages, Call(name, handler)], self.finalizers)
 
     async def _record_metrics(self, ctx: Context) -> None:
-        model = ctx.model_name if "deployment" in ctx.extra else ""
+        model = (ctx.model_name or "") if "deployment" in ctx.extra else ""
         variant = ctx.variant or ""
         count, latency = self.metrics.request(ctx.action, model, variant, ctx.status)
         count.inc()

@@ -73,12 +73,13 @@ class Detect:
             segments.setdefault(owner, []).append(i)
         results: list[dict[str, float] | BaseException] = [{} for _ in seen]
         for (model, key_id, group), members in segments.items():
+            outcome: dict[str, float] | BaseException
             try:
-                scores = self._observe(model, key_id, group, [seen[i] for i in members])
+                outcome = self._observe(model, key_id, group, [seen[i] for i in members])
             except Exception as exc:
-                scores = exc
+                outcome = exc
             for i in members:
-                results[i] = scores
+                results[i] = outcome
         return results
 
     def _observe(self, model: str, key_id: str, group: str, items: list[_Seen]) -> dict[str, float]:

@@ -120,4 +120,4 @@ def _shapiro() -> Callable[[np.ndarray], Any]:
     """
     from scipy.stats import shapiro
 
-    return getattr(shapiro, "__wrapped__", shapiro)  # type: ignore[no-any-return]
+    return getattr(shapiro, "__wrapped__", shapiro)

@@ -409,6 +409,7 @@ class Featurizer:
         """
         texts = model_texts(norm) if texts is None else texts
         budget = max(self.max_windows, len(texts))
+        main = _main_text(norm)
         windows: list[list[int]] = []
         where: list[Instance] = []
         extras: list[np.ndarray] = []
@@ -416,8 +417,8 @@ class Featurizer:
             ids = self.embedder.token_ids(text) if text.strip() else []
             if not ids:
                 continue
-            # the canonical text gets what the views leave; each view gets at least one window
-            share = budget - (len(texts) - 1) if index == 0 else 1
+            # the main text gets what the others leave; every other text gets one window
+            share = budget - (len(texts) - 1) if index == main else 1
             share = max(1, min(share, budget - len(windows)))
             feats = rule_features(hits_by_view.get(view, []), norm, view)
             for start in select_windows(ids, self.cue_ids, share):
@@ -455,6 +456,18 @@ class Featurizer:
                 dense[i] = length[mask] @ rows[mask] / length[mask].sum()
         counts = _reading_sums(segment_counts, segment_text, len(masks))
         return Features(counts, dense, segment_counts, segment_text, len(where))
+
+
+def _main_text(norm: Normalized) -> int:
+    """Index in `model_texts` of the text that gets most windows.
+
+    The canonical text, unless a view decodes the whole of it (ROT13, URL encoding, text in
+    tag characters...): then the canonical text is the wrapping and the view is the content.
+    """
+    for index, view in enumerate(norm.views, start=1):
+        if view.start == 0 and view.end >= len(norm.text) and view.text.strip():
+            return index
+    return 0
 
 
 def _empty_counts(rows: int) -> Any:

@@ -39,6 +39,7 @@ from bastion.llm.scan import scan_output, scan_prompt
 _DOCUMENT_ROLES = ("tool", "function")
 _HELD_LABELS = ("injection", "unscannable")  # verdicts `on_injection` blocks or holds for review
 _REFUSAL = "[removed by Bastion: the response leaked protected content]"
+_INLINE_CHECK_CHARS = 1_000  # outputs up to this size (about 1 ms) are checked on the event loop
 
 
 class ProxySettings(BaseModel):
@@ -317,7 +318,10 @@ class GuardProxy:
                     502, "upstream_malformed", "an upstream choice has no message content"
                 )
             text = message.get("content") or ""
-            leaks = await asyncio.to_thread(self.leak_check, text, system)
+            if len(text) <= _INLINE_CHECK_CHARS:  # cheaper than a hop to a worker thread
+                leaks = self.leak_check(text, system)
+            else:
+                leaks = await asyncio.to_thread(self.leak_check, text, system)
             score = await self.judge(text)
             if score is not None and score >= self.settings.judge_threshold:
                 leaks.append(f"judge: score {score:.2f}")

@@ -29,6 +29,8 @@ from bastion.core.model import Model, predict_labels
 MAX_FRACTION = 0.005
 CONFIDENCE_EDGES = (0.9, 0.99)  # strata of our model's probability for its own answer
 WEIGHT_SCALE = 4  # stratum weights in quarter bits
+SUPPORT_LIMIT = 200_000  # values of the convolved null law before weights get coarser
+NEGLIGIBLE = 1e-40  # null terms below this are dropped and their mass added to the p-value
 
 
 def _u64(key: bytes, tag: bytes, row: np.ndarray) -> int:
@@ -198,39 +200,56 @@ def distinct(pairs: Pairs) -> Pairs:
     )
 
 
-def _stratum_pmf(recorded: int, disagree: int, marked: int, k: int) -> np.ndarray:
+def _stratum_pmf(recorded: int, disagree: int, marked: int, k: int) -> tuple[np.ndarray, float]:
     """Null distribution of the matches in one stratum: J ~ Hypergeom(recorded, disagree,
-    marked) disagreements land on watermark pairs, M | J ~ Binomial(J, 1 / (k - 1))."""
+    marked) disagreements land on watermark pairs, M | J ~ Binomial(J, 1 / (k - 1)). Terms
+    below `NEGLIGIBLE` are dropped; their total mass is returned to be added to the p-value."""
     from scipy.stats import binom, hypergeom
 
     j = np.arange(0, min(disagree, marked) + 1)
     pj = hypergeom.pmf(j, recorded, disagree, marked)
-    if k == 2:
-        return np.asarray(pj, np.float64)
-    return np.asarray((pj[None, :] * binom.pmf(j[:, None], j[None, :], 1.0 / (k - 1))).sum(axis=1))
+    keep = pj >= NEGLIGIBLE
+    dropped = float(pj[~keep].sum())
+    j, pj = j[keep], pj[keep]
+    if k > 2:
+        m = np.arange(0, int(j.max()) + 1)
+        pj = (pj[None, :] * binom.pmf(m[:, None], j[None, :], 1.0 / (k - 1))).sum(axis=1)
+        j = m
+    pmf = np.zeros(int(j.max()) + 1)
+    pmf[j] = pj
+    small = pmf < NEGLIGIBLE
+    return np.where(small, 0.0, pmf), dropped + float(pmf[small].sum())
 
 
-def _weight(recorded: int, disagree: int, k: int) -> int:
-    """A stratum's weight per match, in quarter bits of how rare a match is there by chance."""
-    chance = max(disagree, 1) / recorded / (k - 1)
-    return max(1, round(WEIGHT_SCALE * math.log2(1.0 / min(chance, 0.5))))
+def _weights(strata: list[tuple[int, int, int, int]], k: int) -> list[int]:
+    """Each stratum's integer weight per match: how rare a match is there by chance, in
+    quarter bits (coarser when the null law would grow past `SUPPORT_LIMIT` values). The
+    weights depend only on counts the test conditions on, so the test stays exact."""
+    bits = [
+        math.log2(1.0 / min(max(disagree, 1) / recorded / (k - 1), 0.5))
+        for recorded, disagree, _, _ in strata
+    ]
+    support = sum(b * min(d, n) for b, (_, d, n, _) in zip(bits, strata, strict=True))
+    scale = min(float(WEIGHT_SCALE), SUPPORT_LIMIT / max(support, 1.0))
+    return [max(1, round(scale * b)) for b in bits]
 
 
 def _log2_weighted_tail(strata: list[tuple[int, int, int, int]], k: int) -> float:
     """log2 P[sum_s w_s M_s >= observed] under the null, exactly: the strata's match counts
     are independent given their counts, so the null law of the sum is their convolution.
     `strata` holds (recorded, disagree, marked, matches) per stratum."""
-    law, observed = np.ones(1), 0
-    for recorded, disagree, marked, matches in strata:
-        if not marked:
-            continue
-        w = _weight(recorded, disagree, k)
-        pmf = _stratum_pmf(recorded, disagree, marked, k)
-        spread = np.zeros(w * (len(pmf) - 1) + 1)
-        spread[::w] = pmf
-        law, observed = np.convolve(law, spread), observed + w * matches
-    tail = float(law[observed:].sum()) if observed < len(law) else 0.0
-    return 0.0 if observed == 0 else min(0.0, math.log2(max(tail, 2.0**-1000)))
+    strata = [s for s in strata if s[2]]
+    law, observed, dropped = np.ones(1), 0, 0.0
+    for w, (recorded, disagree, marked, matches) in zip(_weights(strata, k), strata, strict=True):
+        pmf, lost = _stratum_pmf(recorded, disagree, marked, k)
+        out = np.zeros(len(law) + w * (len(pmf) - 1))
+        for m in np.flatnonzero(pmf):  # sparse: only the matches with non-negligible mass
+            out[w * m : w * m + len(law)] += pmf[m] * law
+        law, observed, dropped = out, observed + w * matches, dropped + lost
+    if observed == 0:
+        return 0.0
+    tail = (float(law[observed:].sum()) if observed < len(law) else 0.0) + dropped
+    return min(0.0, math.log2(max(tail, 2.0**-1000)))
 
 
 def strata_of(pairs: Pairs) -> np.ndarray:

@@ -322,9 +322,12 @@ def normalize(text: str) -> Normalized:
             signals[f"encoded-{method}"] = signals.get(f"encoded-{method}", 0) + 1
             if depth < 1:
                 queue.append((plain, depth + 1))
-    head_tail, _ = bound(clean)
+    # a URL-encoded text is read through its decoding: its escapes are not leetspeak, and
+    # ROT13 or spacing tricks inside it show only once decoded
+    whole = next((v.text for v in views if v.method == "url"), clean)
+    head_tail, _ = bound(whole)
     views.extend(_whole_text_views(head_tail))
-    views.extend(_spaced_views(clean))
+    views.extend(_spaced_views(whole))
     result.views, cut = _within_budget(views[:MAX_VIEWS])
     result.truncated = truncated or cut
     return result

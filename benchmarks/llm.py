@@ -235,6 +235,7 @@ def main() -> int:
         return 2
     from bastion.core.fs import write_bytes_atomic
 
+    load_start = round(os.getloadavg()[0], 2)
     # the proxy runs first, before the process is pinned to one core for the detector timings
     proxy = proxy_overhead(60 if args.quick else 200, args.seed)
     print(f"proxy overhead: {proxy}", file=sys.stderr)
@@ -347,6 +348,7 @@ def main() -> int:
         "cpu": "process pinned to one core; onnxruntime intra-op threads = 1",
         "machine_note": "2 shared cores with other jobs running: wall times include waiting for "
         "the CPU; cpu_* figures are this thread's CPU time per prompt",
+        "load_average_1m": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
         "head": full.head.meta,
         "quality": quality,
         "obfuscation_caught_rate": obfuscation,

@@ -81,7 +81,7 @@ def verdicts(report: dict[str, Any]) -> dict[str, Any]:
         out["benign_accuracy_drop"] = round(und["benign_accuracy"] - rec["benign_accuracy"], 4)
         out["benign_flagged_recommended"] = rec["benign_flagged"]
     wm = by.get("watermark-only")
-    if wm and wm.get("dawn"):
+    if wm and wm.get("dawn", {}).get("pairs"):
         out["dawn_clone_log2_p"] = wm["dawn"]["clone_log2_p_value"]
         out["dawn_independent_best_log2_p"] = wm["dawn"].get("independent_best_log2_p_value")
         out["dawn_independent_proven"] = wm["dawn"]["independent_proven"]

@@ -72,7 +72,7 @@ def attack_sim_command(
                 else (f"success {row['success']:.2f}")
             )
             console.print(f"  {name:12s} flagged at {row['flagged_at']!s:>6}  {metric}")
-        if cfg["dawn"]:
+        if cfg["dawn"].get("pairs"):
             dawn = cfg["dawn"]
             console.print(
                 f"  DAWN clone p = 2^{dawn['clone_log2_p_value']:.1f}; best of "

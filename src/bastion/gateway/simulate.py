@@ -370,6 +370,8 @@ def _dawn(
             settings=DAWN_CLONE,
         ).clone
     pairs = read_pairs(_defences(gw).pairs_file, model.input_shape, s.model)
+    if not pairs.watermark.any():  # too little traffic for the keyed fraction to mark any
+        return {"queries": remote.queries, "pairs": 0, "controls": len(pairs.x)}
     verdict = verify_clone(clone, pairs)
     others: list[dict[str, Any]] = []
     for seed in range(1, s.dawn_independent + 1):

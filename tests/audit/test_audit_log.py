@@ -88,31 +88,6 @@ def test_aclose_commits_what_is_queued_and_later_appends_are_refused(home: Path)
     reopened.close()
 
 
-def test_appends_from_several_event_loops_share_the_writer(home: Path) -> None:
-    import threading
-
-    log = open_log()
-    results: dict[int, list[int]] = {}
-
-    def loop_in_thread(n: int) -> None:
-        async def run() -> list[int]:
-            return await asyncio.gather(*(log.append(_record(100 * n + i)) for i in range(40)))
-
-        results[n] = asyncio.run(run())
-
-    threads = [threading.Thread(target=loop_in_thread, args=(n,)) for n in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(i for r in results.values() for i in r) == list(range(120))
-    entries = _stored_entries(home / "audit.sqlite3")
-    for n, indexes in results.items():
-        for i, index in enumerate(indexes):
-            assert json.loads(entries[index])["input_digest"] == f"{100 * n + i:064x}"
-    log.close()
-
-
 def test_append_returns_only_after_commit(home: Path) -> None:
     log = open_log()
 

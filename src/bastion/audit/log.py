@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,10 @@ class _Ranges(list[tuple[int, int]]):
 class AuditLog:
     """A tamper-evident log of audit records.
 
-    `append` queues the record; one writer thread commits everything waiting in one
-    transaction, resolves every waiter on its event loop, and starts on what queued up
-    meanwhile. So concurrent requests share one commit (and one fsync), and each caller
-    gets its leaf index only once the record is durable.
+    `append` queues the record; one writer task per event loop drains the queue and
+    commits everything waiting in one transaction on a dedicated thread, then resolves
+    every waiter. So concurrent requests share one commit (and one fsync), and each
+    caller gets its leaf index only once the record is durable.
     """
 
     def __init__(self, store: Store, key: Ed25519PrivateKey, *, max_batch: int = 512) -> None:
@@ -103,9 +103,9 @@ class AuditLog:
         self._key = key
         self.max_batch = max_batch
         self._queue: list[tuple[Prepared, asyncio.Future[int]]] = []
-        self._inflight: list[asyncio.Future[int]] = []
-        self._wake = threading.Condition()
-        self._writer: threading.Thread | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._writer_loop: asyncio.AbstractEventLoop | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bastion-audit")
         self._closed = False
 
     @property
@@ -119,8 +119,8 @@ class AuditLog:
 
     @property
     def pending(self) -> int:
-        """Records queued or being committed (the gateway's audit lag gauge)."""
-        return len(self._queue) + len(self._inflight)
+        """Records queued but not yet committed (the gateway's audit lag gauge)."""
+        return len(self._queue)
 
     # -- appends --------------------------------------------------------------------
 
@@ -131,41 +131,30 @@ class AuditLog:
         """
         self._check_open()
         prepared = prepare(record)
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        with self._wake:
-            self._check_open()  # again under the lock: close() may have begun meanwhile
-            self._queue.append((prepared, future))
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_loop, name="bastion-audit-writer", daemon=True
-                )
-                self._writer.start()
-            self._wake.notify()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[int] = loop.create_future()
+        self._queue.append((prepared, future))
+        if self._writer is None or self._writer.done() or self._writer_loop is not loop:
+            self._writer_loop = loop
+            self._writer = loop.create_task(self._drain(), name="bastion-audit-writer")
         return await future
 
-    def _write_loop(self) -> None:
-        """The writer thread: commit whatever is queued, back to back, until closed.
-
-        It takes the next batch as soon as a commit returns, without a round trip through
-        the event loop, so records queued during one commit (its fsync) go in the next.
-        """
-        while True:
-            with self._wake:
-                while not self._queue and not self._closed:
-                    self._wake.wait()
-                if not self._queue:
-                    return
-                batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-                self._inflight = [future for _, future in batch]
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
-                first = self._store.append_batch([record for record, _ in batch])
+                first = await loop.run_in_executor(
+                    self._executor, self._store.append_batch, [r for r, _ in batch]
+                )
             except Exception as error:
-                _settle(batch, error)
-            else:
-                _settle(batch, first)
-            with self._wake:
-                self._inflight = []
-                self._wake.notify_all()
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            for offset, (_, future) in enumerate(batch):
+                if not future.done():
+                    future.set_result(first + offset)
 
     def append_sync(self, record: Mapping[str, Any]) -> int:
         """Append one record from synchronous code (CLI, admin tools); return its leaf index."""
@@ -173,11 +162,9 @@ class AuditLog:
         return self._store.append_batch([prepare(record)])
 
     async def flush(self) -> None:
-        """Wait until every record queued so far is committed (or has failed)."""
-        with self._wake:
-            waiting = [*self._inflight, *(future for _, future in self._queue)]
-        if waiting:
-            await asyncio.gather(*(asyncio.shield(f) for f in waiting), return_exceptions=True)
+        """Wait until every queued record is committed (or has failed)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     # -- checkpoints, proofs, verification ------------------------------------------
 
@@ -285,15 +272,12 @@ class AuditLog:
         """Sign a final checkpoint if leaves are unsigned, then release the store."""
         if self._closed:
             return
-        with self._wake:
-            self._closed = True
-            self._wake.notify_all()
-        if self._writer is not None:
-            self._writer.join()  # commits what is still queued first
+        self._closed = True
         with contextlib.suppress(AuditUnavailable, AuditTampered):
             head = self._store.head()
             if head.size != head.cp_size:
                 self._store.checkpoint()
+        self._executor.shutdown(wait=True)
         self._store.close()
 
     def __enter__(self) -> AuditLog:
@@ -301,27 +285,6 @@ class AuditLog:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def _settle(batch: list[tuple[Prepared, asyncio.Future[int]]], outcome: int | Exception) -> None:
-    """Resolve the waiters of a committed (or failed) batch: one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[int], Any]]] = {}
-    for offset, (_, future) in enumerate(batch):
-        value = outcome if isinstance(outcome, Exception) else outcome + offset
-        by_loop.setdefault(future.get_loop(), []).append((future, value))
-    for loop, results in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody is waiting
-            loop.call_soon_threadsafe(_deliver, results)
-
-
-def _deliver(results: list[tuple[asyncio.Future[int], Any]]) -> None:
-    for future, value in results:
-        if future.done():
-            continue
-        if isinstance(value, Exception):
-            future.set_exception(value)
-        else:
-            future.set_result(value)
 
 
 def jsonl_lines(log: AuditLog) -> Iterator[str]:

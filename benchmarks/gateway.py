@@ -262,7 +262,7 @@ def main() -> None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
     from bastion.core.paths import cache_dir
 
-    seconds, rounds = (5, 2) if args.quick else (10, 3)
+    seconds, rounds = (5, 2) if args.quick else (10, 5)
     home = Path(tempfile.mkdtemp(prefix="bastion-bench-gw-"))
     env = {
         **os.environ,

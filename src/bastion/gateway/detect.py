@@ -1,10 +1,11 @@
 """The `detect` stage: every detector scores the key's stream after each answered request.
 
 Requests of one key (and detector group) that reach this stage in the same event-loop turn
-are observed together, in arrival order, as one stream segment: the detectors walk their
-rows one by one either way, so the key's state after the turn is what it would be had the
-requests come one after another, at a fraction of the per-call cost. A flag is attributed
-to the request whose row crossed the threshold.
+are observed together, in arrival order, as one stream segment, at a fraction of the
+per-call cost: every row is observed once, as if the requests had come one after another,
+except that PRADA, which runs its test every 10 rows and at the end of each observation,
+runs the end-of-observation test once per segment, so its flag can come up to 9 rows later
+than with the requests apart. A flag is attributed to the request whose row crossed it.
 """
 
 from __future__ import annotations

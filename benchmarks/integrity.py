@@ -223,6 +223,17 @@ def cli_commands(root: Path, model: Path, tiny: Path) -> dict[str, list[str]]:
             "--shard-size",
             "0",
         ],
+        "bastion_sign_blake3": [
+            bastion,
+            "sign",
+            str(model),
+            "--key",
+            key,
+            "--signature",
+            str(root / "bastion-blake3.sig"),
+            "--hash",
+            "blake3",
+        ],
         "model_signing_verify_key": [
             ms,
             "verify",
@@ -485,6 +496,9 @@ def main() -> None:
                 ),
                 "sign_whole_files_speedup_vs_model_signing": round(
                     best["model_signing_sign_key"] / best["bastion_sign_whole_files"], 3
+                ),
+                "sign_blake3_speedup_vs_model_signing_sha256": round(
+                    best["model_signing_sign_key"] / best["bastion_sign_blake3"], 3
                 ),
                 "tiny_model_sign_speedup_vs_model_signing": round(
                     best["model_signing_sign_tiny_model"] / best["bastion_sign_tiny_model"], 3

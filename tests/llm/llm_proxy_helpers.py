@@ -120,19 +120,31 @@ def serve(app: Any) -> Served:
     return Served(f"http://127.0.0.1:{port}", server, thread, app)
 
 
-def guarded_gateway(state_dir: Path, upstream: str, **settings: Any) -> Served:
+def guarded_gateway(
+    state_dir: Path, upstream: str, sections: dict[str, Any] | None = None, **settings: Any
+) -> Served:
+    """A gateway with the proxy; `sections` are merged into the config (e.g. a shared store)."""
     from bastion.gateway import create_app
     from bastion.gateway.config import ServeConfig
     from bastion.llm.proxy import ProxySettings, install
 
-    config = ServeConfig.model_validate(
-        {
-            "limits": {"per_key": ["10000/second"], "per_ip": ["10000/second"]},
-            "auth": {"key_cache_seconds": 0, "mfa_roles": []},
-            # no model is served here, so no model defence (decoy routing) either
-            "defences": {"routing": {"decoy": None}},
-        }
-    )
+    raw: dict[str, Any] = {
+        "limits": {"per_key": ["10000/second"], "per_ip": ["10000/second"]},
+        "auth": {"key_cache_seconds": 0, "mfa_roles": []},
+        # no model is served here, so no model defence (decoy routing) either
+        "defences": {"routing": {"decoy": None}},
+    }
+    for name, section in (sections or {}).items():
+        raw[name] = {**raw.get(name, {}), **section}
+    config = ServeConfig.model_validate(raw)
     app = create_app(config, state_dir)
     install(app, ProxySettings(upstream=upstream, canaries=[MARKER], **settings))
     return serve(app)
+
+
+def expire(queue: Any, review_id: str, by: float = 1.0) -> None:
+    """Move a held request's expiry `by` seconds into the past (as if its TTL had run out)."""
+    from bastion.gateway.store import llm_reviews as t
+
+    with queue.engine.begin() as conn:
+        conn.execute(t.update().where(t.c.review_id == review_id).values(expires=time.time() - by))

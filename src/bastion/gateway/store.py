@@ -1,4 +1,4 @@
-"""The gateway's shared state tables (keys, MFA, deployments) behind SQLAlchemy.
+"""The gateway's shared state tables (keys, MFA, deployments, LLM reviews) behind SQLAlchemy.
 
 SQLite in the state directory by default; any SQLAlchemy URL (PostgreSQL through
 psycopg) when several replicas must share it.
@@ -64,6 +64,22 @@ deployments = Table(
     Column("weight", Float, nullable=False, default=0.0),
     Column("registered_at", Float, nullable=False),
     Column("registered_by", String(32), nullable=False),
+)
+
+# Requests the LLM guard proxy holds for human review (see `bastion.llm.proxy.ReviewQueue`).
+# `sealed` is the request body and PII mapping, AES-GCM encrypted under the server secret.
+llm_reviews = Table(
+    "bastion_llm_reviews",
+    metadata,
+    Column("review_id", String(32), primary_key=True),
+    Column("tenant", String(200), nullable=False),
+    Column("key_id", String(32), nullable=True),
+    Column("sealed", LargeBinary, nullable=False),
+    Column("verdict", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(32), nullable=True),
 )
 
 

@@ -13,8 +13,10 @@ limit, API-key authentication, key limit, audit and metrics. Per request:
    Streams are scanned in windows: text is released only after the text so far scanned clean,
    and a tail is held back so a marker split across chunks is never half-sent.
 
-Held requests wait in a bounded in-memory review queue (`/admin/llm/reviews`, operator role):
-approve or reject; items expire after `review_ttl_seconds`. The client polls
+Held requests wait in a bounded review queue in the gateway's shared store (SQLite or
+PostgreSQL, so every worker and replica sees it and it survives restarts; see `ReviewQueue`):
+operators list, approve or reject them (`/admin/llm/reviews`); items expire after
+`review_ttl_seconds`. The client polls
 `GET /v1/reviews/{id}`: 202 pending, 200 with the completion once approved, 403 rejected,
 410 expired.
 """
@@ -25,9 +27,8 @@ import asyncio
 import json
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Request
@@ -66,19 +67,16 @@ class ProxySettings(BaseModel):
 
 @dataclass
 class Held:
-    """A request waiting for a human decision."""
+    """A request waiting for a human decision (its body stays sealed in the store)."""
 
     review_id: str
     tenant: str
     key_id: str | None
-    body: dict[str, Any]
-    mapping: dict[str, str]
     verdict: dict[str, Any]
     created: float
     expires: float
     status: str = "pending"
     decided_by: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def public(self, now: float) -> dict[str, Any]:
         return {
@@ -96,16 +94,46 @@ class Held:
 
 
 class ReviewQueue:
-    """Bounded, expiring, in-memory queue of held requests (one per gateway process)."""
+    """Bounded, expiring queue of held requests in the gateway's shared store.
 
-    def __init__(self, ttl: float, max_items: int) -> None:
-        self.ttl, self.max_items = ttl, max_items
-        self.items: OrderedDict[str, Held] = OrderedDict()
+    Every worker and replica on the same store (SQLite file, PostgreSQL) sees one queue, and
+    held requests survive a restart. Each request body and its PII mapping are sealed with
+    AES-GCM under a key derived from the server secret (the review id is the associated
+    data), so the store never holds prompts or redacted values in clear. Decisions and
+    delivery are conditional updates: two reviewers or two pollers on different replicas
+    cannot both win. Items are purged `ttl` after they expire (so a client still learns
+    "expired"); at most `max_items` are kept.
+    """
 
-    def purge(self, now: float) -> None:
-        """Forget items past their expiry (plus a grace period for the client to learn it)."""
-        for key in [k for k, v in self.items.items() if now >= v.expires + self.ttl]:
-            del self.items[key]
+    def __init__(self, engine: Any, secret: bytes, ttl: float, max_items: int) -> None:
+        import hashlib
+        import hmac
+
+        self.engine, self.ttl, self.max_items = engine, ttl, max_items
+        self._key = hmac.new(secret, b"bastion llm reviews v1", hashlib.sha256).digest()
+
+    def _begin(self) -> Any:
+        from bastion.gateway.keystore import _Guarded
+
+        return _Guarded(self.engine, begin=True)
+
+    def _seal(self, review_id: str, payload: dict[str, Any]) -> bytes:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        nonce = secrets.token_bytes(12)
+        plain = json.dumps(payload, separators=(",", ":")).encode()
+        return nonce + AESGCM(self._key).encrypt(nonce, plain, review_id.encode())
+
+    def _unseal(self, review_id: str, blob: bytes) -> dict[str, Any]:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        plain = AESGCM(self._key).decrypt(blob[:12], blob[12:], review_id.encode())
+        return dict(json.loads(plain))
+
+    def _purge(self, conn: Any, now: float) -> None:
+        from bastion.gateway.store import llm_reviews as t
+
+        conn.execute(t.delete().where(t.c.expires + self.ttl <= now))
 
     def add(
         self,
@@ -115,19 +143,111 @@ class ReviewQueue:
         mapping: dict[str, str],
         verdict: dict[str, Any],
     ) -> Held | None:
+        """Hold a request; None when the queue is full."""
+        from sqlalchemy import func, select, text
+
+        from bastion.gateway.store import llm_reviews as t
+
         now = time.time()
-        self.purge(now)
-        if len(self.items) >= self.max_items:
-            return None
-        held = Held(
-            secrets.token_hex(12), tenant, key_id, body, mapping, verdict, now, now + self.ttl
-        )
-        self.items[held.review_id] = held
+        held = Held(secrets.token_hex(12), tenant, key_id, verdict, now, now + self.ttl)
+        sealed = self._seal(held.review_id, {"body": body, "mapping": mapping})
+        with self._begin() as conn:
+            if conn.dialect.name == "postgresql":  # one adder at a time: the bound is exact
+                conn.execute(text(f"LOCK TABLE {t.name} IN SHARE ROW EXCLUSIVE MODE"))
+            self._purge(conn, now)  # on SQLite this write takes the database's write lock
+            if conn.execute(select(func.count()).select_from(t)).scalar_one() >= self.max_items:
+                return None
+            conn.execute(
+                t.insert().values(
+                    review_id=held.review_id,
+                    tenant=tenant,
+                    key_id=key_id,
+                    sealed=sealed,
+                    verdict=json.dumps(verdict),
+                    created=held.created,
+                    expires=held.expires,
+                    status=held.status,
+                )
+            )
         return held
 
     def get(self, review_id: str, tenant: str) -> Held | None:
-        held = self.items.get(review_id)
-        return held if held is not None and held.tenant == tenant else None
+        """The tenant's held request with that id, if any."""
+        found = self._select(review_id=review_id, tenant=tenant)
+        return found[0] if found else None
+
+    def of_tenant(self, tenant: str) -> list[Held]:
+        """The tenant's held requests, oldest first (expired ones are purged first)."""
+        with self._begin() as conn:
+            self._purge(conn, time.time())
+        return self._select(tenant=tenant)
+
+    def _select(self, **where: str) -> list[Held]:
+        from sqlalchemy import select
+
+        from bastion.gateway.store import llm_reviews as t
+
+        query = select(t.c.review_id, t.c.tenant, t.c.key_id, t.c.verdict, t.c.created)
+        query = query.add_columns(t.c.expires, t.c.status, t.c.decided_by)
+        for column, value in where.items():
+            query = query.where(t.c[column] == value)
+        with self._begin() as conn:
+            rows = conn.execute(query.order_by(t.c.created, t.c.review_id)).all()
+        return [
+            Held(
+                r.review_id,
+                r.tenant,
+                r.key_id,
+                json.loads(r.verdict),
+                r.created,
+                r.expires,
+                r.status,
+                r.decided_by,
+            )
+            for r in rows
+        ]
+
+    def decide(self, review_id: str, tenant: str, decision: str, by: str | None) -> bool:
+        """Approve or reject a pending, unexpired request; False if it is not (any longer)."""
+        from bastion.gateway.store import llm_reviews as t
+
+        with self._begin() as conn:
+            done = conn.execute(
+                t.update()
+                .where(t.c.review_id == review_id, t.c.tenant == tenant)
+                .where(t.c.status == "pending", t.c.expires > time.time())
+                .values(status=decision, decided_by=by)
+            )
+        return bool(done.rowcount == 1)
+
+    def deliver(self, review_id: str, tenant: str) -> tuple[dict[str, Any], dict[str, str]] | None:
+        """Claim an approved request for delivery: (body, mapping), or None if another won."""
+        from sqlalchemy import select
+
+        from bastion.gateway.store import llm_reviews as t
+
+        mine = (t.c.review_id == review_id, t.c.tenant == tenant)
+        with self._begin() as conn:
+            claimed = conn.execute(
+                t.update().where(*mine, t.c.status == "approved").values(status="delivered")
+            )
+            if claimed.rowcount != 1:
+                return None
+            blob = conn.execute(select(t.c.sealed).where(*mine)).scalar_one()
+        payload = self._unseal(review_id, blob)
+        return payload["body"], payload["mapping"]
+
+    def release(self, review_id: str, tenant: str) -> None:
+        """Undo a delivery claim (the upstream failed): the client may poll again."""
+        from bastion.gateway.store import llm_reviews as t
+
+        with self._begin() as conn:
+            conn.execute(
+                t.update()
+                .where(t.c.review_id == review_id, t.c.tenant == tenant)
+                .where(t.c.status == "delivered")
+                .values(status="approved")
+            )
 
 
 # -- message handling ------------------------------------------------------------------------
@@ -213,11 +333,11 @@ def validate_body(raw: bytes) -> dict[str, Any]:
 class GuardProxy:
     """State and logic of the proxy: HTTP client, review queue, policy."""
 
-    def __init__(self, settings: ProxySettings) -> None:
+    def __init__(self, settings: ProxySettings, reviews: ReviewQueue) -> None:
         import httpx
 
         self.settings = settings
-        self.reviews = ReviewQueue(settings.review_ttl_seconds, settings.review_max_items)
+        self.reviews = reviews
         self.client = httpx.AsyncClient(
             timeout=httpx.Timeout(settings.timeout_seconds), trust_env=False
         )
@@ -492,14 +612,28 @@ def install(app: Any, settings: ProxySettings) -> GuardProxy:
 
     from bastion.gateway.app import context, respond
     from bastion.gateway.chain import Context, Rejected
+    from bastion.gateway.keystore import StoreUnavailable
+    from bastion.gateway.store import server_secret
     from bastion.gateway.validation import read_limited
 
     gw = app.state.gateway
-    proxy = GuardProxy(settings)
+    secret = server_secret(gw.state_dir, gw.config.auth.secret_file)
+    reviews = ReviewQueue(gw.engine, secret, settings.review_ttl_seconds, settings.review_max_items)
+    proxy = GuardProxy(settings, reviews)
     app.state.llm_proxy = proxy
 
     def tenant_of(ctx: Context) -> str:
         return ctx.principal.tenant if ctx.principal else "default"
+
+    async def in_store(fn: Any, *args: Any) -> Any:
+        """Run a review-queue call off the event loop; an unreachable store is a 503."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except StoreUnavailable:
+            gw.metrics.store_unavailable.labels(store="reviews").inc()
+            raise Rejected(
+                503, "store_unavailable", "the review store is unreachable; try again shortly"
+            ) from None
 
     async def _chat(ctx: Context) -> None:
         ctx.body = await read_limited(
@@ -509,7 +643,8 @@ def install(app: Any, settings: ProxySettings) -> GuardProxy:
         body, mapping, verdict = await proxy.screen(body)
         ctx.extra["audit_detail"] = {"prompt": verdict}
         if verdict["label"] in _HELD_LABELS and settings.on_injection == "review":
-            held = proxy.reviews.add(
+            held = await in_store(
+                reviews.add,
                 tenant_of(ctx),
                 ctx.principal.key_id if ctx.principal else None,
                 body,
@@ -532,46 +667,51 @@ def install(app: Any, settings: ProxySettings) -> GuardProxy:
         ctx.result = data
 
     async def _poll(ctx: Context) -> None:
-        held = proxy.reviews.get(ctx.extra["review_id"], tenant_of(ctx))
+        review_id, tenant = ctx.extra["review_id"], tenant_of(ctx)
+        held = await in_store(reviews.get, review_id, tenant)
         if held is None:
             raise Rejected(404, "review_not_found", "no held request with that id")
         status = held.status_at(time.time())
         if status == "pending":
             ctx.status, ctx.result = 202, held.public(time.time())
-        elif status == "rejected":
+            return
+        if status == "rejected":
             raise Rejected(403, "review_rejected", "a reviewer rejected this request")
-        elif status == "expired":
+        if status == "expired":
             raise Rejected(410, "review_expired", "nobody reviewed this request in time")
-        elif status == "approved":
-            held.status = "delivered"
-            data, detail = await proxy.complete({**held.body, "stream": False}, held.mapping)
-            ctx.extra["audit_detail"] = {"review": held.review_id, "output": detail}
-            ctx.result = data
-        else:
+        claimed = (
+            await in_store(reviews.deliver, review_id, tenant) if status == "approved" else None
+        )
+        if claimed is None:
             raise Rejected(
                 410, "review_delivered", "this request's completion was already delivered"
             )
+        body, mapping = claimed
+        try:
+            data, detail = await proxy.complete({**body, "stream": False}, mapping)
+        except Rejected:
+            await in_store(reviews.release, review_id, tenant)  # the client may poll again
+            raise
+        ctx.extra["audit_detail"] = {"review": review_id, "output": detail}
+        ctx.result = data
 
     async def _list(ctx: Context) -> None:
         now = time.time()
-        proxy.reviews.purge(now)
-        tenant = tenant_of(ctx)
-        ctx.result = {
-            "reviews": [h.public(now) for h in proxy.reviews.items.values() if h.tenant == tenant]
-        }
+        listed = await in_store(reviews.of_tenant, tenant_of(ctx))
+        ctx.result = {"reviews": [h.public(now) for h in listed]}
 
     async def _decide(ctx: Context) -> None:
-        held = proxy.reviews.get(ctx.extra["review_id"], tenant_of(ctx))
-        if held is None:
-            raise Rejected(404, "review_not_found", "no held request with that id")
-        if held.status_at(time.time()) != "pending":
+        review_id, tenant, decision = ctx.extra["review_id"], tenant_of(ctx), ctx.extra["decision"]
+        by = ctx.principal.key_id if ctx.principal else None
+        if not await in_store(reviews.decide, review_id, tenant, decision, by):
+            held = await in_store(reviews.get, review_id, tenant)
+            if held is None:
+                raise Rejected(404, "review_not_found", "no held request with that id")
             raise Rejected(
                 409, "review_decided", f"the request is already {held.status_at(time.time())}"
             )
-        held.status = ctx.extra["decision"]
-        held.decided_by = ctx.principal.key_id if ctx.principal else None
-        ctx.extra["audit_detail"] = {"review": held.review_id, "decision": held.status}
-        ctx.result = held.public(time.time())
+        ctx.extra["audit_detail"] = {"review": review_id, "decision": decision}
+        ctx.result = (await in_store(reviews.get, review_id, tenant)).public(time.time())
 
     chat_chain = gw.guarded("llm_chat", _chat)
     poll_chain = gw.guarded("llm_review_poll", _poll)

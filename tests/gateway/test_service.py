@@ -24,6 +24,20 @@ def test_health_and_metadata(shared: Running) -> None:
         assert client.get("/v2/models/nope").json()["error"]["code"] == "model_not_found"
 
 
+def test_infer_path_served_directly_keeps_the_framework_answers(shared: Running) -> None:
+    """The direct ASGI infer path answers like the route; other methods and paths fall through."""
+    with shared.client(shared.key()) as client:
+        ok = client.post(INFER, json=infer_body(request_id="r1"))
+        assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
+        assert ok.json()["id"] == "r1" and ok.json()["model_version"] == "v1"
+        assert "ratelimit-limit" in ok.headers and "bastion-audit-index" in ok.headers
+        assert client.get(INFER).status_code == 405
+        assert client.post(f"/v2/models/{MODEL}/x/infer", json=infer_body()).status_code == 404
+        missing = client.post("/v2/models/nope/infer", json=infer_body())
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "model_not_found"
+
+
 def test_metrics_count_requests_rejections_and_audit(shared: Running) -> None:
     key = shared.key()
     with shared.client(key) as client:

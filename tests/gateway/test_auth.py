@@ -90,6 +90,36 @@ def test_wrong_role_and_other_tenant(serve) -> None:  # type: ignore[no-untyped-
     assert gw.client(client_key).post(INFER, json=infer_body()).status_code == 200
 
 
+def test_metrics_show_an_operator_only_its_own_tenants_models(serve) -> None:  # type: ignore[no-untyped-def]
+    models = [
+        {"name": "digits-a", "spec": "builtin:digits-cnn", "tenant": "alpha"},
+        {"name": "digits-b", "spec": "builtin:digits-cnn", "tenant": "beta"},
+    ]
+    gw = serve(models=models)
+    for tenant, model in (("alpha", "digits-a"), ("beta", "digits-b")):
+        answer = gw.client(gw.key("client", tenant)).post(
+            f"/v2/models/{model}/infer", json=infer_body()
+        )
+        assert answer.status_code == 200, answer.text
+    # A probe of the other tenant's model is a 404 counted without the model's name.
+    probe = gw.client(gw.key("client", "alpha")).post(
+        "/v2/models/digits-b/infer", json=infer_body()
+    )
+    assert probe.status_code == 404
+    seen = {}
+    for tenant in ("alpha", "beta"):
+        response = gw.client(gw.key("operator", tenant)).get("/metrics")
+        assert response.status_code == 200, response.text
+        seen[tenant] = response.text
+    own = 'bastion_requests_total{action="infer",model="digits-%s",status="200",variant="v1"} 1.0'
+    assert own % "a" in seen["alpha"] and own % "b" in seen["beta"]
+    assert "digits-b" not in seen["alpha"] and "digits-a" not in seen["beta"]
+    # Series naming no model stay (aggregated over tenants): rejections, audit lag.
+    for text in seen.values():
+        assert 'bastion_rejections_total{reason="model_not_found"} 1.0' in text
+        assert "bastion_audit_lag_seconds_count" in text
+
+
 def test_totp_missing_wrong_expired_replayed_and_throttled(serve) -> None:  # type: ignore[no-untyped-def]
     gw = serve(auth={"mfa_max_failures": 3, "mfa_lockout_seconds": 600})
     admin, totp = gw.mfa_key("admin")

@@ -358,10 +358,20 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> GatewayApp
 
     app.infer_endpoint = infer
 
+    def tenant_of(ctx: Context) -> str:
+        return ctx.principal.tenant if ctx.principal else "default"
+
     # -- metrics ---------------------------------------------------------------------------
 
     async def _metrics(ctx: Context) -> None:
-        ctx.extra["raw"] = gw.metrics.render()
+        if ctx.principal is None:  # authentication is off: every model is open anyway
+            ctx.extra["raw"] = gw.metrics.render()
+            return
+        # Only the caller's tenant's models: another tenant's model names and traffic stay
+        # hidden (a model that is no longer deployed has no owner, so it is hidden too).
+        tenant = ctx.principal.tenant
+        owners = {name: dep.tenant for name, dep in gw.deployments.models.items()}
+        ctx.extra["raw"] = gw.metrics.render(lambda model: owners.get(model) == tenant)
 
     metrics_chain = gw.guarded("metrics", _metrics, role="operator", mfa=False)
 
@@ -385,9 +395,6 @@ def create_app(config: ServeConfig, state_dir: Path | None = None) -> GatewayApp
 
     async def audit_change(ctx: Context, detail: Any) -> None:
         await audit_before_change(gw.audit_log, gw.metrics, ctx, detail)
-
-    def tenant_of(ctx: Context) -> str:
-        return ctx.principal.tenant if ctx.principal else "default"
 
     def owned_key(ctx: Context, key_id: str) -> None:
         try:

@@ -1,11 +1,17 @@
-"""Prometheus metrics for the gateway (one registry per app; multiprocess-aware)."""
+"""Prometheus metrics for the gateway (one registry per app; multiprocess-aware).
+
+Series that name a model (`model` label) belong to that model's tenant; `render` can keep
+only those a caller may see, so one registry serves every tenant's operators.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -79,12 +85,37 @@ class Metrics:
             self._children[key] = found
         return found
 
-    def render(self) -> bytes:
-        """The exposition text; aggregates all workers when PROMETHEUS_MULTIPROC_DIR is set."""
+    def render(self, visible_model: Callable[[str], bool] | None = None) -> bytes:
+        """The exposition text; aggregates all workers when PROMETHEUS_MULTIPROC_DIR is set.
+
+        With `visible_model`, a series whose `model` label names a model it refuses is left
+        out; series without a model (process, audit, rejections by reason) stay, as they
+        aggregate every tenant without naming any model.
+        """
+        registry = self.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
 
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)
+        if visible_model is None:
             return generate_latest(registry)
-        return generate_latest(self.registry)
+        return generate_latest(_ModelFilter(registry, visible_model))
+
+
+class _ModelFilter:
+    """A collector view of `source` without the series of models `visible` refuses."""
+
+    def __init__(self, source: CollectorRegistry, visible: Callable[[str], bool]) -> None:
+        self.source = source
+        self.visible = visible
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self.source.collect():
+            kept = Metric(family.name, family.documentation, family.type, family.unit)
+            kept.samples = [
+                s
+                for s in family.samples
+                if not s.labels.get("model") or self.visible(s.labels["model"])
+            ]
+            yield kept

@@ -52,6 +52,21 @@ def test_per_ip_limit_applies_before_authentication(serve) -> None:  # type: ign
     assert gw.client(key).post(INFER, json=infer_body()).status_code == 429
 
 
+def test_headers_describe_the_last_limit_passed(serve) -> None:  # type: ignore[no-untyped-def]
+    gw = serve(limits={"per_ip": ["50/minute"], "per_key": ["7/minute", "100/day"]})
+    with gw.client() as anonymous:
+        refused = anonymous.post(INFER, json=infer_body())
+    assert refused.status_code == 401  # passed the IP limit, refused by authentication
+    assert refused.headers["RateLimit-Limit"] == "50"
+    assert refused.headers["RateLimit-Remaining"] == "49"
+    with gw.client(gw.key()) as client:
+        allowed = client.post(INFER, json=infer_body())
+    assert allowed.status_code == 200
+    assert allowed.headers["RateLimit-Limit"] == "7"
+    assert allowed.headers["RateLimit-Remaining"] == "6"
+    assert allowed.headers["RateLimit-Policy"] == "7;w=60, 100;w=86400"
+
+
 def test_redis_limits_are_shared_between_gateways(serve, redis_prefix: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     limits = {
         "storage": "async+redis://127.0.0.1:6379",

@@ -54,6 +54,9 @@ class Context:
     code: str = "ok"
     started: float = field(default_factory=time.perf_counter)
     extra: dict[str, Any] = field(default_factory=dict)
+    # Response headers a stage computes only if no later stage supersedes them: set by the
+    # stage, replaced by a later one, awaited once after the stages (see `Chain.run`).
+    pending_headers: Callable[[], Awaitable[None]] | None = None
 
     @property
     def latency_ms(self) -> float:
@@ -85,7 +88,8 @@ class Chain:
     async def run(self, ctx: Context) -> None:
         """Run the chain; raise the first `Rejected` after the finalizers have recorded it.
 
-        Any other exception from a stage becomes `Rejected(500, "internal_error")`.
+        Any other exception from a stage (or its pending headers) becomes
+        `Rejected(500, "internal_error")`.
         """
         rejection: Rejected | None = None
         try:
@@ -96,6 +100,14 @@ class Chain:
         except Exception:
             # An unexpected failure is still a request to record: audit and metrics see it.
             rejection = Rejected(500, "internal_error", "the request failed unexpectedly")
+        if ctx.pending_headers is not None:
+            pending, ctx.pending_headers = ctx.pending_headers, None
+            try:
+                await pending()
+            except Exception:
+                rejection = rejection or Rejected(
+                    500, "internal_error", "the request failed unexpectedly"
+                )
         if rejection is not None:
             ctx.status, ctx.code = rejection.status, rejection.code
         failure: Rejected | None = None

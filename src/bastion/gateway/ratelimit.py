@@ -59,7 +59,12 @@ def parse_limits(items: list[str]) -> list[Any]:
 
 
 class RateLimitStage:
-    """Counts one hit in every window for the request's scope (client IP or API key)."""
+    """Counts one hit in every window for the request's scope (client IP or API key).
+
+    A refusal carries the RateLimit-* headers of the window that refused (and Retry-After);
+    an allowed request those of the first window of the last limit stage it passed, read
+    once after the chain (the IP stage's are not read when the key stage follows).
+    """
 
     def __init__(
         self, scope: str, limiter: Any, items: list[Any], fail_open: bool, metrics: Metrics
@@ -84,16 +89,18 @@ class RateLimitStage:
         if identity is None or not self.items:
             return
         try:
-            blocked: int | None = None
-            for index, item in enumerate(self.items):
+            for item in self.items:
                 if not await self.limiter.hit(item, identity):
-                    blocked = index
                     break
-            # Headers describe the window that refused, else the first window listed.
-            item = self.items[blocked or 0]
+            else:
+                # Allowed: the headers describe the first window, computed after the chain
+                # unless a later limit stage (the key after the IP) supersedes them.
+                ctx.pending_headers = lambda: self._publish(ctx, identity)
+                return
+            ctx.pending_headers = None  # the refusal's headers describe its own window
             stats = await self.limiter.get_window_stats(item, identity)
         except StorageError as exc:
-            self.metrics.store_unavailable.labels(store="limits").inc()
+            self._storage_down()
             if self.fail_open:
                 return
             raise Rejected(
@@ -101,19 +108,36 @@ class RateLimitStage:
                 "limits_unavailable",
                 f"rate-limit storage unreachable: {type(exc.storage_error).__name__}",
             ) from exc
-        reset = max(0, math.ceil(stats.reset_time - time.time()))
-        headers = {
+        headers = self._headers(item, stats)
+        ctx.response_headers.update(headers)
+        self.metrics.rate_limited.labels(scope=self.scope).inc()
+        retry = headers["RateLimit-Reset"] if headers["RateLimit-Reset"] != "0" else "1"
+        raise Rejected(
+            429,
+            "rate_limited",
+            f"rate limit of {item} per {self.scope} exceeded; retry after {retry} s",
+            headers={**headers, "Retry-After": retry},
+        )
+
+    async def _publish(self, ctx: Context, identity: str) -> None:
+        """Set the RateLimit-* headers of the first window for an allowed request."""
+        from limits.errors import StorageError
+
+        try:
+            stats = await self.limiter.get_window_stats(self.items[0], identity)
+        except StorageError:
+            # The hit was counted a moment ago; only these informational headers are lost.
+            self._storage_down()
+            return
+        ctx.response_headers.update(self._headers(self.items[0], stats))
+
+    def _headers(self, item: Any, stats: Any) -> dict[str, str]:
+        return {
             "RateLimit-Limit": str(item.amount),
             "RateLimit-Remaining": str(max(0, stats.remaining)),
-            "RateLimit-Reset": str(reset),
+            "RateLimit-Reset": str(max(0, math.ceil(stats.reset_time - time.time()))),
             "RateLimit-Policy": self.policy,
         }
-        ctx.response_headers.update(headers)
-        if blocked is not None:
-            self.metrics.rate_limited.labels(scope=self.scope).inc()
-            raise Rejected(
-                429,
-                "rate_limited",
-                f"rate limit of {item} per {self.scope} exceeded; retry after {max(reset, 1)} s",
-                headers={**headers, "Retry-After": str(max(reset, 1))},
-            )
+
+    def _storage_down(self) -> None:
+        self.metrics.store_unavailable.labels(store="limits").inc()

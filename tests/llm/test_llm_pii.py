@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bastion.core.errors import InputError
 from bastion.llm import pii
 
 
@@ -87,3 +88,45 @@ def test_checksum_helpers() -> None:
     assert pii.luhn_ok("79927398713") and not pii.luhn_ok("79927398710")
     assert pii.iban_ok("NL91ABNA0417164300") and not pii.iban_ok("NL91ABNA0417164301")
     assert pii.dni_ok("00000000T") and pii.bsn_ok("111222333")
+
+
+_FILLER = "The committee reviewed the quarterly numbers and agreed on next steps. "
+
+
+def _long_text_with_pii_in_the_middle() -> tuple[str, str, str]:
+    """About 2 million characters with an e-mail and an IBAN in the very middle."""
+    half = _FILLER * ((pii.MAX_SCAN_CHARS - 200) // len(_FILLER) // 2)
+    email, iban = "jane.doe@example.org", "GB82 WEST 1234 5698 7654 32"
+    return f"{half} Contact {email}, IBAN {iban}. {half}", email, iban
+
+
+def test_pii_anywhere_in_a_multi_megabyte_text_is_found_and_redacted() -> None:
+    # regression: only the first 48k and last 16k characters were searched, and `redact`
+    # returned that excerpt instead of the text
+    text, email, iban = _long_text_with_pii_in_the_middle()
+    assert len(text) > 1_900_000
+    found = pii.find(text)
+    assert [(m.kind, text[m.start : m.end]) for m in found] == [("EMAIL", email), ("IBAN", iban)]
+    assert found[0].start > 900_000  # offsets into the original text
+    red = pii.redact(text)
+    assert len(red.text) == len(text) - len(email) - len(iban) + len("[EMAIL_1][IBAN_1]")
+    assert email not in red.text and red.restore(red.text) == text
+
+
+def test_dense_findings_stay_linear() -> None:
+    # one finding every 16 characters: overlaps are resolved by bisection, not pairwise
+    text = "id 123-45-6789, " * 120_000
+    found = pii.find(text)
+    assert len(found) == 120_000 and {m.kind for m in found} == {"SSN"}
+
+
+def test_text_over_the_scan_cap_searches_head_and_tail_and_is_not_redacted() -> None:
+    key = "AKIAIOSFODNN7EXAMPLE"
+    text = key + " " + "lorem ipsum " * 200_000 + key + " middle " + "lorem ipsum " * 200_000
+    text += key
+    parts = pii.scanned_parts(len(text))
+    assert len(text) > pii.MAX_SCAN_CHARS and len(parts) == 2 and parts[1][1] == len(text)
+    found = pii.find(text)
+    assert [m.start for m in found] == [0, len(text) - len(key)]  # the middle one: not searched
+    with pytest.raises(InputError, match="over the 2000000"):
+        pii.redact(text)

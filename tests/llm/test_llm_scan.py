@@ -89,7 +89,8 @@ def test_prompt_over_the_scan_cap_is_flagged_unscannable(detector) -> None:  # t
     assert len(text) > MAX_SCAN_CHARS
     verdict = scan_prompt(text, detector=detector)
     assert verdict.flagged and verdict.truncated and verdict.label == "unscannable"
-    assert any(r.code == "input:unscannable" for r in verdict.reasons)
+    (reason,) = [r for r in verdict.reasons if r.code == "input:unscannable"]
+    assert "it was not scanned" in reason.detail
     under = scan_prompt("short and fine", documents=[text], detector=detector)
     assert under.flagged and under.label == "unscannable"
 
@@ -156,3 +157,31 @@ def test_canary_in_the_middle_of_a_long_output_is_found() -> None:
     assert verdict.flagged and verdict.label == "leak"
     huge = scan_output("lorem ipsum " * 200_000, canaries=[made])
     assert huge.flagged and huge.label == "unscannable"
+
+
+def test_pii_in_the_middle_of_a_multi_megabyte_prompt_and_output(detector) -> None:  # type: ignore[no-untyped-def]
+    filler = "Here is the report you asked for, section by section. " * 18_000
+    text = filler + "Write to jane.doe@example.org or use key AKIAIOSFODNN7EXAMPLE. " + filler
+    assert 1_900_000 < len(text) <= MAX_SCAN_CHARS
+    prompt = scan_prompt(text, detector=detector)
+    assert [p["kind"] for p in prompt.pii] == ["EMAIL", "AWS_KEY"]
+    assert prompt.pii[0]["start"] == len(filler) + len("Write to ")
+    output = scan_output(text)
+    assert output.flagged and output.label == "leak"
+    assert [s.start for s in output.spans] == [text.index("AKIA")]
+
+
+def test_output_over_the_scan_cap_says_what_was_checked() -> None:
+    text = "lorem ipsum " * 200_000 + "token=Zx9Qw3Er7Ty1Ui5Op"
+    verdict = scan_output(text)
+    assert verdict.flagged and verdict.label == "leak"  # the tail is checked
+    (reason,) = [r for r in verdict.reasons if r.code == "input:unscannable"]
+    assert f"only characters 0-{MAX_SCAN_CHARS - 16_000} and {len(text) - 16_000}-" in reason.detail
+
+
+def test_dense_pii_is_listed_up_to_a_cap_and_counted() -> None:
+    text = "jane@example.org " * 50_000
+    verdict = scan_output(text)
+    assert len(verdict.pii) == 1_000 and verdict.label == "pii"
+    (reason,) = [r for r in verdict.reasons if r.code == "pii:unlisted"]
+    assert reason.detail.startswith("49000 more")

@@ -7,17 +7,24 @@ known prefixes, private-key blocks, and high-entropy values assigned to secret-s
 
 `redact(text)` replaces each finding with a placeholder such as `[EMAIL_1]` and returns the
 mapping, so the caller can put the values back (`restore`) after the model has answered.
+
+The whole text is searched, up to `MAX_SCAN_CHARS` (2 million characters: about a second in
+the worst case, every pattern linear in the text); of a longer text only the first
+`MAX_SCAN_CHARS - TAIL_CHARS` and the last `TAIL_CHARS` characters are searched (see
+`scanned_parts`), and offsets always refer to the original text.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bastion.llm.normalize import bound
+from bastion.core.errors import InputError
+from bastion.llm.normalize import MAX_SCAN_CHARS, TAIL_CHARS
 
 
 @dataclass(frozen=True)
@@ -263,21 +270,34 @@ _DETECTORS: tuple[_Detector, ...] = (
 )
 
 
+def scanned_parts(length: int) -> list[tuple[int, int]]:
+    """The [start, end) ranges of a text of `length` characters that `find` searches."""
+    if length <= MAX_SCAN_CHARS:
+        return [(0, length)]
+    return [(0, MAX_SCAN_CHARS - TAIL_CHARS), (length - TAIL_CHARS, length)]
+
+
 def find(text: str) -> list[PiiMatch]:
-    """Every finding, earlier detectors winning overlaps (secrets before cards before phones)."""
-    bounded, _ = bound(text)
-    taken: list[tuple[int, int]] = []
+    """Every finding, earlier detectors winning overlaps (secrets before cards before phones).
+
+    Offsets are into `text`; see `scanned_parts` for what a very long text gets searched.
+    """
+    starts: list[int] = []  # the accepted findings' spans, disjoint, sorted by start
+    ends: list[int] = []
     found: list[PiiMatch] = []
     for det in _DETECTORS:
-        for m in det.pattern.finditer(bounded):
-            start, end = m.span(det.group)
-            value = m.group(det.group)
-            if any(start < e and s < end for s, e in taken):
-                continue
-            if det.valid is not None and not det.valid(value):
-                continue
-            taken.append((start, end))
-            found.append(PiiMatch(det.kind, start, end, value, det.secret))
+        for first, last in scanned_parts(len(text)):
+            for m in det.pattern.finditer(text, first, last):
+                start, end = m.span(det.group)
+                at = bisect.bisect_left(starts, end)  # spans starting before this one ends
+                if at and ends[at - 1] > start:  # the latest of them reaches into it
+                    continue
+                value = m.group(det.group)
+                if det.valid is not None and not det.valid(value):
+                    continue
+                starts.insert(at, start)
+                ends.insert(at, end)
+                found.append(PiiMatch(det.kind, start, end, value, det.secret))
     return sorted(found, key=lambda p: p.start)
 
 
@@ -300,9 +320,17 @@ class Redaction:
 
 
 def redact(text: str, kinds: set[str] | None = None) -> Redaction:
-    """Replace findings (of `kinds`, default all) with `[KIND_n]`; equal values share one."""
-    bounded, _ = bound(text)
-    matches = [m for m in find(bounded) if kinds is None or m.kind in kinds]
+    """Replace findings (of `kinds`, default all) with `[KIND_n]`; equal values share one.
+
+    The whole text is redacted; a text over `MAX_SCAN_CHARS` is refused (an InputError)
+    rather than returned with its middle unsearched.
+    """
+    if len(text) > MAX_SCAN_CHARS:
+        raise InputError(
+            f"the text has {len(text)} characters, over the {MAX_SCAN_CHARS} that can be redacted",
+            fix="split it into smaller pieces",
+        )
+    matches = [m for m in find(text) if kinds is None or m.kind in kinds]
     by_value: dict[tuple[str, str], str] = {}
     counters: Counter[str] = Counter()
     pieces: list[str] = []
@@ -312,8 +340,8 @@ def redact(text: str, kinds: set[str] | None = None) -> Redaction:
         if key not in by_value:
             counters[m.kind] += 1
             by_value[key] = f"[{m.kind}_{counters[m.kind]}]"
-        pieces.append(bounded[cursor : m.start])
+        pieces.append(text[cursor : m.start])
         pieces.append(by_value[key])
         cursor = m.end
-    pieces.append(bounded[cursor:])
+    pieces.append(text[cursor:])
     return Redaction("".join(pieces), {v: k[1] for k, v in by_value.items()}, matches)

@@ -373,6 +373,10 @@ class GuardProxy:
                 "the prompt was flagged as an injection attempt: " + ", ".join(codes[:5]),
             )
         mapping: dict[str, str] = {}
+        if verdict.label == "unscannable" and self.settings.on_pii != "allow":
+            raise Rejected(  # fail closed: personal data in its unsearched text would pass
+                403, "pii_unscannable", "a message is too long to be searched for personal data"
+            )
         if verdict.pii and self.settings.on_pii == "block":
             raise Rejected(403, "pii_in_prompt", "the prompt carries personal data or secrets")
         if verdict.pii and self.settings.on_pii == "redact":

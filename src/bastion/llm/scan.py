@@ -14,6 +14,7 @@ from bastion.llm.normalize import MAX_SCAN_CHARS, bound
 from bastion.llm.verdict import Reason, Span, Verdict
 
 MAX_DOCUMENTS = 64
+MAX_PII_LISTED = 1_000  # findings listed per source; the rest are counted in a reason
 _SHINGLE = 8
 
 _default: Detector | None = None
@@ -61,16 +62,25 @@ def _binary_share(text: str) -> float:
     return controls / len(sample)
 
 
-def _input_reasons(text: str, source: str) -> list[Reason]:
+def _input_reasons(text: str, source: str, partial: bool = False) -> list[Reason]:
+    """Empty, over-long or binary input. `partial`: an over-long text is still checked in part."""
     reasons = []
     if not text.strip():
         reasons.append(Reason("input:empty", f"{source} is empty", 0.0))
     if len(text) > MAX_SCAN_CHARS:
+        if partial:
+            (_, head), (tail, _) = pii.scanned_parts(len(text))
+            what = (
+                f"only characters 0-{head} and {tail}-{len(text)} were checked for leaks,"
+                " secrets and PII"
+            )
+        else:
+            what = "it was not scanned"
         reasons.append(
             Reason(
                 "input:unscannable",
-                f"{source} has {len(text)} characters, over the {MAX_SCAN_CHARS} scanned;"
-                " hold it for review",
+                f"{source} has {len(text)} characters, over the {MAX_SCAN_CHARS} scanned:"
+                f" {what}; hold it for review",
                 1.0,
             )
         )
@@ -79,8 +89,20 @@ def _input_reasons(text: str, source: str) -> list[Reason]:
     return reasons
 
 
-def _pii_entries(text: str, source: str) -> list[dict[str, object]]:
-    return [{**m.to_dict(), "source": source} for m in pii.find(text)]
+def _pii_entries(
+    found: list[pii.PiiMatch], source: str, reasons: list[Reason]
+) -> list[dict[str, object]]:
+    """The first `MAX_PII_LISTED` findings as verdict entries; a reason counts the rest."""
+    if len(found) > MAX_PII_LISTED:
+        reasons.append(
+            Reason(
+                "pii:unlisted",
+                f"{len(found) - MAX_PII_LISTED} more PII or secret findings in {source}"
+                f" (after offset {found[MAX_PII_LISTED - 1].end}) are not listed",
+                0.0,
+            )
+        )
+    return [{**m.to_dict(), "source": source} for m in found[:MAX_PII_LISTED]]
 
 
 def scan_prompt(
@@ -97,6 +119,8 @@ def scan_prompt(
     instruction hidden in one of them is not diluted by the rest. PII and secrets are listed
     in `Verdict.pii`; they flag the verdict only with `flag_pii=True`. A text longer than
     `MAX_SCAN_CHARS` is not scanned: the verdict is flagged with the label "unscannable".
+    PII, secrets and the rules search the whole of each text; the classifier reads a bounded
+    excerpt of a long one (its head, tail and the most instruction-like chunks between them).
     """
     det = detector or default_detector()
     prompt = as_text(text)
@@ -132,7 +156,7 @@ def scan_prompt(
         reasons.extend(more_reasons)
         spans.extend(more_spans)
         score = max(score, analysis.score)
-        found_pii.extend(_pii_entries(body, source))
+        found_pii.extend(_pii_entries(pii.find(body), source, reasons))
         if source == "input":
             normalized = analysis.norm.text
     injection = score >= det.threshold
@@ -187,7 +211,7 @@ def scan_output(
     """
     output = as_text(text, "output")
     bounded, truncated = bound(output, MAX_SCAN_CHARS)
-    reasons = _input_reasons(output, "output")
+    reasons = _input_reasons(output, "output", partial=True)
     spans: list[Span] = []
     score = 0.0
     label = "benign"
@@ -206,11 +230,15 @@ def scan_output(
                 )
             )
             score, label = max(score, min(1.0, 0.5 + overlap)), "leak"
-    found = pii.find(bounded)
+    found = pii.find(output)  # offsets into `output`, searched whole up to MAX_SCAN_CHARS
     secrets = [m for m in found if m.secret]
-    for m in secrets:
-        reasons.append(Reason("leak:secret", f"{m.kind} in the output", 0.95))
+    for kind in sorted({m.kind for m in secrets}):
+        count = sum(1 for m in secrets if m.kind == kind)
+        detail = f"{kind} in the output" + (f" ({count} found)" if count > 1 else "")
+        reasons.append(Reason("leak:secret", detail, 0.95))
+    for m in secrets[:MAX_PII_LISTED]:
         spans.append(Span(m.start, m.end, f"secret:{m.kind}", "output"))
+    listed = _pii_entries(found, "output", reasons)
     if secrets:
         score, label = max(score, 0.95), "leak"
     personal = [m for m in found if not m.secret]
@@ -238,6 +266,6 @@ def scan_output(
         threshold=threshold,
         reasons=reasons,
         spans=spans,
-        pii=[{**m.to_dict(), "source": "output"} for m in found],
+        pii=listed,
         truncated=truncated,
     )

@@ -94,3 +94,13 @@ def test_a_one_segment_prompt_is_judged_by_the_document_model(detector) -> None:
     assert features.segment_counts.shape[0] == 1
     doc = tfidf(features.counts, head.idf) @ head.lexical + features.dense @ head.dense + head.bias
     assert np.allclose(head.logits(features), doc)
+
+
+def test_kind_balanced_weights_give_every_kind_the_same_total() -> None:
+    from bastion.llm.train import sample_weights
+
+    kinds = np.array(["benign"] * 6 + ["jailbreak"] * 3 + ["prompt-leak"])
+    weights = sample_weights(kinds, "kinds")
+    totals = {k: weights[kinds == k].sum() for k in set(kinds)}
+    assert np.allclose(list(totals.values()), totals["benign"]) and np.isclose(weights.mean(), 1)
+    assert np.array_equal(sample_weights(kinds, "classes"), np.ones(10))

@@ -13,6 +13,12 @@ the logistic regressions are fitted with a fixed seed. Two models are fitted on 
 The threshold is the lowest score that keeps dev false positives at or under `--target-fpr`
 (default 1%). `--group-cv K` also reports a held-out estimate: K folds of train grouped by
 source file, so each fold is scored by a head that never saw its sources.
+
+Two options trade dev fit for that held-out estimate (the defaults give the shipped head):
+`--rule-weight` scales the rule and evasion features next to the embedding (a larger scale
+means a weaker L2 penalty on them, so the head leans on the hand-written rules), and
+`--balance kinds` gives each attack and benign kind the same total weight, so the largest
+sources do not dominate.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from bastion.core.fs import write_bytes_atomic
-from bastion.llm.classifier import MIX, Features, Featurizer, Head, tfidf
+from bastion.llm.classifier import MIX, RULE_FEATURES, Features, Featurizer, Head, tfidf
 from bastion.llm.detector import STRONG_RULES, rule_hits
 from bastion.llm.normalize import normalize
 from bastion.llm.rules import rule_score
@@ -74,6 +80,15 @@ def fit_idf(counts: Any) -> np.ndarray:
     return (np.log((1.0 + counts.shape[0]) / (1.0 + df)) + 1.0).astype(np.float32)
 
 
+def sample_weights(kinds: np.ndarray, balance: str) -> np.ndarray:
+    """Per-row weights (mean 1): uniform, or every kind with the same total weight."""
+    if balance == "classes":  # the logistic regressions balance the two classes themselves
+        return np.ones(len(kinds))
+    _, inverse, counts = np.unique(kinds, return_inverse=True, return_counts=True)
+    weight = 1.0 / counts[inverse]
+    return np.asarray(weight * len(weight) / weight.sum())
+
+
 def _logistic(x: Any, y: np.ndarray, c: float, seed: int, weight: Any = None) -> Any:
     from sklearn.linear_model import LogisticRegression
 
@@ -81,8 +96,19 @@ def _logistic(x: Any, y: np.ndarray, c: float, seed: int, weight: Any = None) ->
     return model.fit(x, y, sample_weight=weight)
 
 
-def fit_head(feats: list[Features], labels: np.ndarray, c: float, seed: int) -> Head:
-    """Fit both models on the rows' first reading; threshold left at 0.5."""
+def fit_head(
+    feats: list[Features],
+    labels: np.ndarray,
+    c: float,
+    seed: int,
+    rule_weight: float = DENSE_WEIGHT,
+    weights: np.ndarray | None = None,
+) -> Head:
+    """Fit both models on the rows' first reading; threshold left at 0.5.
+
+    `rule_weight` scales the standardised rule features (the embedding gets `DENSE_WEIGHT`);
+    `weights` are per-row sample weights (see `sample_weights`).
+    """
     import scipy.sparse as sp
 
     counts = sp.vstack([f.counts[0] for f in feats]).tocsr()
@@ -90,11 +116,15 @@ def fit_head(feats: list[Features], labels: np.ndarray, c: float, seed: int) -> 
     idf = fit_idf(counts)
     mu, sd = dense.mean(axis=0), dense.std(axis=0)
     sd[sd < 1e-6] = 1.0
-    scaled = (dense - mu) / sd * DENSE_WEIGHT
-    doc = _logistic(sp.hstack([tfidf(counts, idf), sp.csr_matrix(scaled)]).tocsr(), labels, c, seed)
+    scale = np.full(dense.shape[1], DENSE_WEIGHT)
+    scale[-len(RULE_FEATURES) :] = rule_weight
+    rows = np.ones(len(feats)) if weights is None else weights
+    scaled = (dense - mu) / sd * scale
+    x_doc = sp.hstack([tfidf(counts, idf), sp.csr_matrix(scaled)]).tocsr()
+    doc = _logistic(x_doc, labels, c, seed, rows)
     coef = doc.coef_[0]
     n_lex = counts.shape[1]
-    dense_w = coef[n_lex:] * DENSE_WEIGHT / sd
+    dense_w = coef[n_lex:] * scale / sd
     bias = float(doc.intercept_[0] - dense_w @ mu)
 
     seg_counts = sp.vstack([f.segment_counts for f in feats]).tocsr()
@@ -102,7 +132,7 @@ def fit_head(feats: list[Features], labels: np.ndarray, c: float, seed: int) -> 
     seg_idf = fit_idf(seg_counts)
     x = tfidf(seg_counts, seg_idf)
     y = labels[owner]
-    weight = np.ones(len(y))
+    weight = rows[owner]
     for round_ in range(MIL_ROUNDS):
         seg = _logistic(x, y, c, seed, weight)
         if round_ == MIL_ROUNDS - 1:
@@ -110,7 +140,7 @@ def fit_head(feats: list[Features], labels: np.ndarray, c: float, seed: int) -> 
         z = seg.decision_function(x)
         best = np.full(len(feats), -np.inf)
         np.maximum.at(best, owner, z)
-        weight = np.where((y == 1) & (z < best[owner] - MARGIN), 0.0, 1.0)
+        weight = np.where((y == 1) & (z < best[owner] - MARGIN), 0.0, rows[owner])
     return Head(
         lexical=coef[:n_lex].astype(np.float32),
         idf=idf,
@@ -169,12 +199,19 @@ def group_cv(
     from sklearn.model_selection import GroupKFold
 
     groups = np.array([str(r["source"]).split("#")[0] for r in rows])
+    kinds = np.array([str(r["kind"]) for r in rows])
     scores = np.zeros(len(rows))
     for i, (fit_rows, held) in enumerate(GroupKFold(folds).split(rows, labels, groups)):
-        head = fit_head([feats[j] for j in fit_rows], labels[fit_rows], args.c, args.seed)
+        head = fit_head(
+            [feats[j] for j in fit_rows],
+            labels[fit_rows],
+            args.c,
+            args.seed,
+            args.rule_weight,
+            sample_weights(kinds[fit_rows], args.balance),
+        )
         scores[held] = detector_scores(head, [feats[j] for j in held], rules_only[held])
         print(f"  group-cv fold {i + 1}/{folds}", file=sys.stderr)
-    kinds = np.array([str(r["kind"]) for r in rows])
     threshold = tune_threshold(scores, labels, args.target_fpr)
     flagged = scores >= threshold
     return {
@@ -199,6 +236,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--c", type=float, default=10.0, help="inverse L2 strength")
+    parser.add_argument(
+        "--rule-weight",
+        type=float,
+        default=DENSE_WEIGHT,
+        help="scale of the rule features next to the embedding's",
+    )
+    parser.add_argument(
+        "--balance",
+        choices=("classes", "kinds"),
+        default="classes",
+        help="balance the two classes, or every kind",
+    )
     parser.add_argument("--target-fpr", type=float, default=0.01)
     parser.add_argument(
         "--group-cv", type=int, default=0, help="also estimate TPR on K source-grouped folds"
@@ -219,13 +268,17 @@ def main(argv: list[str] | None = None) -> int:
     train_feats = featurize(train, featurizer)
     print(f"featurizing {len(dev)} dev rows", file=sys.stderr)
     dev_feats = featurize(dev, featurizer)
-    draft = fit_head(train_feats, y_train, args.c, args.seed)
+    kinds = np.array([str(r["kind"]) for r in train])
+    weights = sample_weights(kinds, args.balance)
+    draft = fit_head(train_feats, y_train, args.c, args.seed, args.rule_weight, weights)
     dev_scores = detector_scores(draft, dev_feats, strong_rules(dev))
     threshold = tune_threshold(dev_scores, y_dev, args.target_fpr)
     meta: dict[str, Any] = {
         "trained_on": {"train.jsonl": _sha256(train_path), "dev.jsonl": _sha256(dev_path)},
         "seed": args.seed,
         "c": args.c,
+        "rule_weight": args.rule_weight,
+        "balance": args.balance,
         "mix": MIX,
         "target_fpr": args.target_fpr,
         "dev_at_threshold": rates(dev_scores, y_dev, threshold),

@@ -9,8 +9,9 @@ from bastion.llm.classifier import Featurizer, Head, shipped_head
 from bastion.llm.normalize import Normalized, normalize
 from bastion.llm.verdict import Reason, Span
 
-# Rule evidence this strong flags on its own, even where the head is unsure (long documents).
-STRONG_RULES = 0.95
+# Rule evidence this strong flags on its own (score 1.0), whatever the head says: rules do not
+# depend on the sources the head was trained on. No benign train or dev row (4105) reaches it.
+STRONG_RULES = 0.85
 
 # Evasion signals that are reasons by themselves (hidden text is never an accident).
 _SIGNAL_TEXT = {
@@ -32,14 +33,13 @@ class Analysis:
 
     @property
     def score(self) -> float:
-        """The head's score (rule hits are among its features), or strong rule evidence.
+        """The head's score (rule hits are among its features); 1.0 on strong rule evidence.
 
         Without a model it is the rules' score alone.
         """
         if self.model_score is None:
             return self.rule_score
-        strong = self.rule_score if self.rule_score >= STRONG_RULES else 0.0
-        return max(self.model_score, strong)
+        return 1.0 if self.rule_score >= STRONG_RULES else self.model_score
 
 
 def rule_hits(norm: Normalized) -> dict[str, list[rules.RuleHit]]:

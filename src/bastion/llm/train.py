@@ -158,7 +158,7 @@ def fit_head(
 def detector_scores(head: Head, feats: list[Features], rules_only: np.ndarray) -> np.ndarray:
     """What `Detector.analyse(...).score` gives for each row (max over its readings)."""
     model = np.array([float(head.score(f).max()) if f.windows else 0.0 for f in feats])
-    return np.maximum(model, np.where(rules_only >= STRONG_RULES, rules_only, 0.0))
+    return np.where(rules_only >= STRONG_RULES, 1.0, model)
 
 
 def tune_threshold(scores: np.ndarray, labels: np.ndarray, target_fpr: float) -> float:

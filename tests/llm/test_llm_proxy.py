@@ -250,3 +250,22 @@ def test_prompt_too_long_to_scan_is_blocked(
         assert len(upstream[1].bodies) == seen
     finally:
         big.stop()
+
+
+def test_unscannable_prompt_is_not_forwarded_unredacted(
+    upstream: tuple[Served, UpstreamState], tmp_path: Path
+) -> None:
+    # injections allowed, PII to be redacted: a message too long to search cannot be redacted
+    big = guarded_gateway(
+        tmp_path / "big", upstream[0].url, max_body_bytes=4 * 1024 * 1024, on_injection="allow"
+    )
+    seen = len(upstream[1].bodies)
+    try:
+        with _client(big) as client:
+            text = "lorem ipsum " * 90_000 + "jane@example.org " + "lorem ipsum " * 90_000
+            response = client.post("/v1/chat/completions", json=_chat(text))
+        assert response.status_code == 403
+        assert response.json()["error"]["code"] == "pii_unscannable"
+        assert len(upstream[1].bodies) == seen
+    finally:
+        big.stop()

@@ -251,22 +251,13 @@ def fine_tune(
     import torch
 
     from bastion.core.adapters.torch import TorchModel
+    from bastion.core.adapters.torch_fit import fit_cross_entropy
 
     torch.manual_seed(seed)
     module = copy.deepcopy(model.module)  # type: ignore[attr-defined]
     x, y = torch.as_tensor(data.x, dtype=torch.float32), torch.as_tensor(data.labels)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), 32):
-            idx = order[start : start + 32]
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(module(x[idx]), y[idx]).backward()
-            opt.step()
     return TorchModel(
-        module.eval(),
+        fit_cross_entropy(module, x, y, epochs=epochs, lr=lr, batch_size=32, seed=seed),
         input_shape=model.input_shape,
         n_classes=model.n_classes,
         input_bounds=model.input_bounds,

@@ -44,23 +44,22 @@ def train_torch_classifier(
 
     from bastion.core.adapters.torch import TorchModel
     from bastion.core.adapters.torch_file import build_sequential
+    from bastion.core.adapters.torch_fit import fit_cross_entropy
 
     torch.manual_seed(seed)
     module = build_sequential(layers)
     x = torch.as_tensor(data.x, dtype=torch.float32)
     y = torch.as_tensor(data.labels)
-    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(module(x[idx]), y[idx])
-            loss.backward()
-            opt.step()
-    module.eval()
+    fit_cross_entropy(
+        module,
+        x,
+        y,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        weight_decay=weight_decay,
+    )
     n_classes = layers[-1]["out"]
     bounds = None
     if data.bounds is not None:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from bastion.core.adapters.torch_fit import fit_cross_entropy
 from bastion.core.dataset import Dataset
 
 
@@ -43,21 +44,12 @@ def train_surrogate(
         nn.ReLU(),
         nn.Linear(hidden, n_classes),
     )
-    opt = torch.optim.Adam(module.parameters(), lr=3e-3)
-    gen = torch.Generator().manual_seed(seed)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), 64):
-            idx = order[start : start + 64]
-            opt.zero_grad()
-            nn.functional.cross_entropy(module(x[idx]), y[idx]).backward()
-            opt.step()
+    fit_cross_entropy(module, x, y, epochs=epochs, lr=3e-3, batch_size=64, seed=seed)
     low_high = None
     if data.bounds is not None:
         low_high = (float(np.min(data.bounds[0])), float(np.max(data.bounds[1])))
     return TorchModel(
-        module.eval(),
+        module,
         input_shape=tuple(data.x.shape[1:]),
         n_classes=n_classes,
         input_bounds=low_high,

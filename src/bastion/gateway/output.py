@@ -87,8 +87,9 @@ class Watermark:
         if ctx.outputs is None or ctx.inputs is None:
             return
         probs, marked = self.mark.apply(ctx.inputs, np.asarray(ctx.outputs, dtype=np.float64))
-        if marked.watermark.any() or marked.control.any():
+        watermarked = int(np.count_nonzero(marked.watermark))
+        if watermarked or np.count_nonzero(marked.control):
             self.pairs.append(ctx.inputs, marked, ctx.model_name or "")
-        if marked.watermark.any():
-            self.defences.watermarked.inc(int(marked.watermark.sum()))
+        if watermarked:
+            self.defences.watermarked.inc(watermarked)
             set_outputs(ctx, probs)

@@ -68,7 +68,7 @@ def flag_state(state: State) -> bool:
 
 def valid_shapes(state: State, shapes: dict[str, tuple[int, ...]]) -> bool:
     """True when `state` has exactly these arrays with these shapes and finite values."""
-    if set(state) != set(shapes):
+    if not isinstance(state, dict) or state.keys() != shapes.keys():
         return False
     for name, shape in shapes.items():
         arr = state[name]

@@ -42,13 +42,11 @@ class CoverageMonitor:
 
     def cell(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, np.float32)
-        d2 = (
-            (z**2).sum(axis=1)[:, None]
-            + (self.centres**2).sum(axis=1)[None]
-            - 2 * z @ self.centres.T
-        )
-        nearest = d2.argmin(axis=1)
-        dist = np.sqrt(np.maximum(d2[np.arange(len(z)), nearest], 0.0))
+        # |z - c|^2 = |z|^2 + |c|^2 - 2 z.c; the |z|^2 term does not change the argmin
+        partial = np.einsum("ij,ij->i", self.centres, self.centres)[None] - 2 * z @ self.centres.T
+        nearest = partial.argmin(axis=1)
+        d2 = partial[np.arange(len(z)), nearest] + np.einsum("ij,ij->i", z, z)
+        dist = np.sqrt(np.maximum(d2, 0.0))
         return np.where(dist > self.far, len(self.centres), nearest)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:

@@ -40,7 +40,7 @@ class Incident:
 
 def _valid(state: State, n_detectors: int) -> bool:
     shapes = {"actions": (len(ACTIONS),), "meta": (3,), "detectors": (n_detectors,)}
-    return set(state) == set(shapes) and all(
+    return state.keys() == shapes.keys() and all(
         isinstance(state[k], np.ndarray) and state[k].shape == s for k, s in shapes.items()
     )
 
@@ -56,8 +56,10 @@ class IncidentBook:
         state = self.store.load(PREFIX + key_id)
         if state is None or not _valid(state, len(self.detectors)):
             return None
-        acts = tuple(a for a, on in zip(ACTIONS, state["actions"], strict=True) if on)
-        dets = tuple(d for d, on in zip(self.detectors, state["detectors"], strict=True) if on)
+        acts = tuple(a for a, on in zip(ACTIONS, state["actions"].tolist(), strict=True) if on)
+        dets = tuple(
+            d for d, on in zip(self.detectors, state["detectors"].tolist(), strict=True) if on
+        )
         return Incident(key_id, acts, float(state["meta"][0]), int(state["meta"][1]), dets)
 
     def open(self, key_id: str, actions: Sequence[str], detector: str, queries: int) -> Incident:

@@ -41,7 +41,7 @@ class MahalanobisOOD:
     def distance(self, x: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each standardized row."""
         c = np.asarray(x, np.float32) - self.mean
-        return np.sqrt(np.maximum(((c @ self.precision) * c).sum(axis=1), 0.0))
+        return np.sqrt(np.maximum(np.einsum("ij,ij->i", c @ self.precision, c), 0.0))
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {"n": (1,), "ood": (1,), "flag": (1,)}

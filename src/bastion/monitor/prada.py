@@ -84,8 +84,8 @@ class Prada:
             st["sets"][c, 0] = row
             st["sizes"][c] = 1
             return
-        members = st["sets"][c, :size]
-        d = float(np.sqrt(((members - row) ** 2).sum(axis=1).min()))
+        diff = st["sets"][c, :size] - row
+        d = float(np.sqrt(np.einsum("ij,ij->i", diff, diff).min()))
         n = int(st["n"][0])
         st["dist"][n % self.window] = d
         st["n"][0] = n + 1

@@ -63,8 +63,9 @@ class StatefulDetector:
             n = int(st["n"][0])
             held = min(n, self.buffer)
             if held >= self.k:
-                d = np.sqrt(((buf[:held] - row) ** 2).sum(axis=1))
-                mean = float(np.partition(d, self.k - 1)[: self.k].mean())
+                diff = buf[:held] - row
+                d2 = np.einsum("ij,ij->i", diff, diff)
+                mean = float(np.sqrt(np.partition(d2, self.k - 1)[: self.k]).mean())
                 if mean < self.distance:
                     st["hits"][0] += 1
             buf[n % self.buffer] = row

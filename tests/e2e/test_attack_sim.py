@@ -28,7 +28,7 @@ def test_attack_sim_flags_attackers_not_benign_clients(
                 "--benign-queries",
                 "40",
                 "--budget",
-                "200",
+                "400",
                 "--strategies",
                 "random,natural",
                 "--evasion",
@@ -50,7 +50,9 @@ def test_attack_sim_flags_attackers_not_benign_clients(
     # DAWN alters a keyed 0.45% of answers (the key is random per state dir): with 160 benign
     # queries that is usually 0-2 answers
     assert rec["benign_accuracy"] >= detect["benign_accuracy"] - 0.03
-    # once flagged, the attacker trains on the decoy: its clone disagrees with the model
+    # once flagged, the attacker trains on the decoy: its clone disagrees with the model (a
+    # budget of 400 makes the clone mostly decoy-taught; at 200 the random-input clone's
+    # fidelity varied enough between runs that one CI run saw a drop of only 0.24)
     assert (
         rec["extraction"]["random"]["fidelity"] < detect["extraction"]["random"]["fidelity"] - 0.3
     )

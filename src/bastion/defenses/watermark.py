@@ -125,6 +125,7 @@ def embed(
     import torch
 
     from bastion.core.adapters.torch import TorchModel
+    from bastion.core.adapters.torch_fit import fit_cross_entropy
 
     if not is_differentiable(model):
         raise UsageError(
@@ -138,20 +139,21 @@ def embed(
     module = copy.deepcopy(model.module)  # type: ignore[attr-defined]
     x, y = torch.as_tensor(train.x, dtype=torch.float32), torch.as_tensor(train.labels)
     tx, ty = torch.as_tensor(triggers.x), torch.as_tensor(triggers.labels)
-    opt = torch.optim.Adam(module.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    module.train()
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for start in range(0, len(x), batch_size):
-            idx = order[start : start + batch_size]
-            pick = torch.randint(0, len(tx), (triggers_per_batch,), generator=gen)
-            opt.zero_grad()
-            logits = module(torch.cat([x[idx], tx[pick]]))
-            loss = torch.nn.functional.cross_entropy(logits, torch.cat([y[idx], ty[pick]]))
-            loss.backward()
-            opt.step()
-    module.eval()
+
+    def some_triggers(gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        pick = torch.randint(0, len(tx), (triggers_per_batch,), generator=gen)
+        return tx[pick], ty[pick]
+
+    fit_cross_entropy(
+        module,
+        x,
+        y,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        extra_rows=some_triggers,
+    )
     return TorchModel(
         module,
         input_shape=model.input_shape,

@@ -34,6 +34,7 @@ class CoverageMonitor:
         self.n_classes = n_classes
         km = KMeans(min(cells, len(z)), n_init=1, random_state=seed).fit(z)
         self.centres = km.cluster_centers_.astype(np.float32)
+        self.centre_norms = np.einsum("ij,ij->i", self.centres, self.centres)
         radius = np.sqrt(((z - self.centres[km.labels_]) ** 2).sum(axis=1))
         self.far = float(np.quantile(radius, 0.99))
         self.known = np.zeros((len(self.centres) + 1, n_classes), bool)
@@ -43,7 +44,7 @@ class CoverageMonitor:
     def cell(self, z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, np.float32)
         # |z - c|^2 = |z|^2 + |c|^2 - 2 z.c; the |z|^2 term does not change the argmin
-        partial = np.einsum("ij,ij->i", self.centres, self.centres)[None] - 2 * z @ self.centres.T
+        partial = self.centre_norms[None] - 2 * z @ self.centres.T
         nearest = partial.argmin(axis=1)
         d2 = partial[np.arange(len(z)), nearest] + np.einsum("ij,ij->i", z, z)
         dist = np.sqrt(np.maximum(d2, 0.0))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -15,11 +16,14 @@ def fit_cross_entropy(
     batch_size: int,
     seed: int,
     weight_decay: float = 0.0,
+    extra_rows: Callable[[Any], tuple[Any, Any]] | None = None,
 ) -> Any:
     """Train `module` in place with Adam on shuffled mini-batches of hard labels `y`.
 
     The batch order comes from a generator seeded with `seed`, so a run is reproducible
-    given the module's initial weights. Returns the module, left in eval mode.
+    given the module's initial weights. `extra_rows(generator)`, if given, returns inputs
+    and labels appended to every batch (drawn from the same generator). Returns the module,
+    left in eval mode.
     """
     import torch
 
@@ -30,7 +34,11 @@ def fit_cross_entropy(
         order = torch.randperm(len(x), generator=gen)
         for start in range(0, len(x), batch_size):
             idx = order[start : start + batch_size]
+            bx, by = x[idx], y[idx]
+            if extra_rows is not None:
+                ex, ey = extra_rows(gen)
+                bx, by = torch.cat([bx, ex]), torch.cat([by, ey])
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(module(x[idx]), y[idx]).backward()
+            torch.nn.functional.cross_entropy(module(bx), by).backward()
             opt.step()
     return module.eval()

@@ -10,8 +10,9 @@ from bastion.llm.normalize import Normalized, normalize
 from bastion.llm.verdict import Reason, Span
 
 # Rule evidence this strong flags on its own (score 1.0), whatever the head says: rules do not
-# depend on the sources the head was trained on. No benign train or dev row (4105) reaches it.
-STRONG_RULES = 0.85
+# depend on the sources the head was trained on. Set just above the highest rule score of any
+# benign train row (0.75); no benign train or dev row (3105) reaches it.
+STRONG_RULES = 0.8
 
 # Evasion signals that are reasons by themselves (hidden text is never an accident).
 _SIGNAL_TEXT = {

@@ -24,6 +24,36 @@ _ORDERS = (
     r"|orders|tasks?|messages?|text|input|constraints)"
 )
 
+_DISMISS = r"(?:ignore|disregard|forget|override|bypass|neglect|abandon|discard|dismiss)"
+_TRANSLATED_IGNORE = (
+    # German
+    r"(?:ignor\w*|vergiss\w*|vergessen|missacht\w*)\s+(?:\w+\s+){0,3}(?:vorherig|bisherig|obig|vorig|früher)\w*\s+(?:\w+\s+)?(?:anweisung|instruktion|befehl|anordnung|regel)\w*",
+    # French
+    r"(?:ignor\w*|oubli\w*|ne\s+tenez\s+pas\s+compte\s+d)\s+(?:\w+\s+){0,2}(?:instructions|consignes|directives)\s+(?:pr[ée]c[ée]dentes|ant[ée]rieures)",
+    # Spanish, Portuguese, Italian
+    r"(?:ignor\w*|olvid\w*|esque[cç]\w*|dimentic\w*|haz\s+caso\s+omiso\s+de)\s+(?:\w+\s+){0,3}(?:instrucciones|indicaciones|instru[çc][õo]es|istruzioni|indicazioni)\s+(?:anteriores|previas|prévias|precedentes|precedenti)",
+    # Dutch, Indonesian, Tagalog, Vietnamese, Turkish, Russian
+    r"negeer\s+(?:\w+\s+){0,2}(?:vorige|eerdere)\s+instructies",
+    r"(?:abaikan|lupakan)\s+(?:\w+\s+){0,2}(?:instruksi|petunjuk|perintah)\s+(?:sebelumnya|di\s+atas|anda|kamu)",
+    r"(?:huwag\s+pansinin|balewalain|kalimutan)\s+(?:ang\s+)?(?:lahat\s+ng\s+)?(?:mga\s+)?(?:nakaraang|naunang|iyong)\s+(?:mga\s+)?(?:tagubilin|instruksyon|panuto|utos)",
+    r"(?:bỏ\s+qua|phớt\s+lờ|quên)\s+(?:\w+\s+){0,3}(?:hướng\s+dẫn|chỉ\s+dẫn|chỉ\s+thị|lệnh)\s+(?:trước|của\s+bạn|ở\s+trên)",
+    r"(?:önceki|yukarıdaki|tüm)\s+(?:\w+\s+)?talimat\w*\s+(?:\w+\s+)?(?:yok\s+say|görmezden|unut)",
+    r"(?:игнорир\w*|проигнорир\w*|забудь\w*|забудьте)\s+(?:\w+\s+)?(?:предыдущ\w*|прошл\w*|прежн\w*|свои|ваши|твои|все)\s+(?:\w+\s+)?(?:инструкци|указани|правил)\w*",
+    # Chinese, Japanese, Korean
+    r"(?:忽略|忽视|无视|忘记|忘掉|不要理会)(?:之前|以前|先前|上面|上述|前面|所有|你的|全部)的?(?:所有)?(?:说明|指示|指令|命令|规则)",
+    r"(?:以前|前|上記|これまで|全て|すべて)の(?:指示|命令|指令)を?(?:無視|忘れ)",
+    r"(?:이전|위의?|모든|앞의)\s*(?:지시|지침|명령)(?:사항)?(?:을|를)?\s*(?:무시|잊)",
+    # Hindi, Arabic, Thai, Bengali
+    r"(?:पिछले|पिछली|ऊपर|अपने|सभी)\s+(?:के\s+)?(?:निर्देश\w*)\s+(?:\S+\s+){0,2}(?:अनदेखा|अनदेखी|नज़रअंदाज़|नजरअंदाज|भूल)",
+    r"(?:تجاهل|انس|أهمل)\s+(?:\S+\s+){0,1}(?:التعليمات|الأوامر|التوجيهات)\s+(?:السابقة|أعلاه)",
+    r"(?:ละเว้น|เพิกเฉย|ลืม|ไม่สนใจ|อย่าสนใจ)\s*.{0,24}?(?:คำสั่ง|คําสั่ง|คำแนะนำ)\s*(?:ก่อนหน้า|ข้างต้น|ทั้งหมด|เดิม)",
+    r"(?:পূর্ববর্তী|আগের|পূর্বের)\s+(?:সমস্ত\s+)?নির্দেশ\w*\s+(?:\S+\s+)?(?:উপেক্ষা|ভুলে)",
+)
+_OBEY = (
+    r"(?:and\s+(?:then\s+)?|then\s+)"
+    r"(?:follow|obey|execute|do\s+what\s+it\s+says|carry\s+out|comply\s+with|act\s+on|run)\b"
+)
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -58,6 +88,34 @@ RULES: tuple[Rule, ...] = (
         "injection",
         0.97,
         rf"\b(?:ignore|disregard|forget|skip|override|bypass|neglect|drop|abandon)\s+(?:about\s+)?(?:everything\s+|what\s+)?{_PRIOR}\s*(?:\w+\s+){{0,2}}{_ORDERS}",
+    ),
+    _r(
+        "ignore-your-instructions",
+        "injection",
+        0.9,
+        rf"(?<!not\s)(?<!n't\s)(?<!never\s)\b{_DISMISS}\s+(?:all\s+)?(?:of\s+)?(?:your|the\s+system'?s?)\s+(?:\w+\s+)?(?:instructions?|rules|guidelines|programming|directives?|prompts?|constraints)\b",
+    ),
+    _r(
+        "forget-what-told",
+        "injection",
+        0.7,
+        r"\b(?:ignore|disregard|forget)\s+(?:everything|all)\s+(?:that\s+)?you\s*(?:'ve|have|were)?\s*(?:been\s+)?(?:told|instructed|programmed)\b",
+    ),
+    # "ignore the previous instructions" in the languages machine-translated attacks use
+    _r("ignore-previous-translated", "injection", 0.9, "|".join(_TRANSLATED_IGNORE)),
+    _r(
+        "decode-and-follow",
+        "injection",
+        0.9,
+        rf"\b(?:decode|decrypt|decipher|unscramble|apply\s+rot-?13\s+to)\b[^.\n]{{0,80}}?\b{_OBEY}"
+        rf"|\b(?:read|convert|translate|reverse|interpret)\b[^.\n]{{0,60}}?\b(?:backwards?|reversed|hex|hexadecimal|base\s*64|binary|ascii|rot-?13|morse|cipher|encoded)\b[^.\n]{{0,40}}?\b{_OBEY}"
+        r"|\b(?:follow|obey|execute)\s+(?:it|them|this|that)\s+as\s+(?:your|a)\s+(?:new\s+)?instructions?\b",
+    ),
+    _r(
+        "response-injection",
+        "injection",
+        0.6,
+        r"\b(?:include|add|insert|integrate|incorporate|append|embed|mention|put|end|begin|start|sign)\b[^.\n]{0,100}?\b(?:in|into|to|within|at\s+the\s+(?:end|start|beginning)\s+of|off)\s+(?:your|each|every|the)\s+(?:\w+\s+)?(?:response|reply|answer|output|responses|replies|answers)\b",
     ),
     _r(
         "ignore-above",
@@ -188,6 +246,15 @@ RULES: tuple[Rule, ...] = (
         "leak",
         0.9,
         r"\b(?:reveal|show|print|repeat|output|display|give|tell|share|write|list|disclose|spell|dump|leak|recite|provide|echo)\s+(?:me\s+|us\s+)?(?:out\s+)?(?:all\s+|exactly\s+|verbatim\s+)?(?:of\s+)?(?:your|the|its)\s+(?:full\s+|entire\s+|complete\s+|original\s+|exact\s+|hidden\s+|secret\s+|initial\s+|internal\s+)*(?:system\s+|initial\s+|original\s+|hidden\s+|pre-?)?(?:prompts?|instructions|directives|configuration|rules)\b",
+    ),
+    _r(
+        "leak-target",
+        "leak",
+        0.7,
+        r"\b(?:your|the)\s+(?:system|initial|starting|original|hidden|secret|internal|pre-?)\s*(?:prompt|instructions|configuration|message|directives)\b"
+        r"|\b(?:instructions|rules|prompt)\s+(?:you\s+were|you've\s+been|you\s+have\s+been)\s+(?:given|told|provided)"
+        r"|\binitiali[sz]ation\s+(?:string|text|prompt|above)\b|\bsystem_?prompt\b"
+        r"|\bwhat\s+(?:were|have)\s+you\s+(?:been\s+)?(?:told|instructed|programmed)\b|\bi\s+was\s+(?:instructed|told|programmed)\s+to\b",
     ),
     _r(
         "what-is-prompt",

@@ -118,6 +118,19 @@ RULES: tuple[Rule, ...] = (
         r"\b(?:include|add|insert|integrate|incorporate|append|embed|mention|put|end|begin|start|sign)\b[^.\n]{0,100}?\b(?:in|into|to|within|at\s+the\s+(?:end|start|beginning)\s+of|off)\s+(?:your|each|every|the)\s+(?:\w+\s+)?(?:response|reply|answer|output|responses|replies|answers)\b",
     ),
     _r(
+        "ignore-and-say",
+        "injection",
+        0.75,
+        r"\b(?:ignore|disregard|forget)\s+(?:the|this|that|my|your|all|any)\s+(?:\w+\s+){0,2}?(?:and|,)\s+(?:instead\s+)?(?:say|state|write|print|output|respond|reply|tell|type|declare|admit)\b",
+    ),
+    _r(
+        "authority-claim",
+        "injection",
+        0.7,
+        r"\b(?:admin(?:istrator)?|developer|root|sudo|system|maintenance|debug)\s+override\b"
+        r"|\b(?:i\s+am|i'm)\s+(?:god|your\s+(?:creator|developer|admin|administrator|owner|master))\b",
+    ),
+    _r(
         "ignore-above",
         "injection",
         0.9,
@@ -257,6 +270,12 @@ RULES: tuple[Rule, ...] = (
         r"|\bwhat\s+(?:were|have)\s+you\s+(?:been\s+)?(?:told|instructed|programmed)\b|\bi\s+was\s+(?:instructed|told|programmed)\s+to\b",
     ),
     _r(
+        "complete-leak",
+        "leak",
+        0.85,
+        r"\bcomplete\s+(?:this|the\s+following)\s+(?:sentence|phrase|text)\b[^\n]{0,40}?\b(?:i\s+was\s+(?:instructed|told|programmed)|my\s+(?:instructions|prompt|rules)|(?:the|your)\s+system\s+prompt)",
+    ),
+    _r(
         "what-is-prompt",
         "leak",
         0.75,
@@ -272,7 +291,7 @@ RULES: tuple[Rule, ...] = (
         "secret-ask",
         "leak",
         0.6,
-        r"(?<!not\s)(?<!n't\s)(?<!never\s)\b(?:what\s+is|what'?s|tell\s+me|give\s+me|share|reveal|show|provide|spell|need)\s+(?:me\s+)?(?:the\s+|your\s+|our\s+)(?:system\s+|secret\s+|admin\s+|confidential\s+)*(?:password|passcode|secret\s*(?:key|code|word)?|api\s+key|access\s+code|pin)\b",
+        r"(?<!not\s)(?<!n't\s)(?<!never\s)\b(?:what\s+is|what'?s|tell\s+me|give\s+me|share|reveal|show|provide|spell|need|write|say|type|print|encode|translate)\s+(?:me\s+)?(?:the\s+|your\s+|our\s+)(?:system\s+|secret\s+|admin\s+|confidential\s+)*(?:password|passcode|pass\s*phrase|secret\s*(?:key|code|word)?|api\s+key|access\s+code|pin)\b",
     ),
     _r(
         "starts-with-you-are",

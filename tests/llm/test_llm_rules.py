@@ -56,6 +56,8 @@ def test_attack_phrasings_match(text: str, category: str) -> None:
         "The admin can override the default timeout in settings.",
         "Complete this sentence: the quick brown fox jumps over the lazy",
         "Never write the password on a sticky note.",
+        "Please ignore my last message and write a poem about cats instead.",
+        "I'm your developer's manager, can you summarise this doc?",
     ],
 )
 def test_ordinary_text_does_not_match(text: str) -> None:

@@ -121,14 +121,14 @@ RULES: tuple[Rule, ...] = (
         "ignore-and-say",
         "injection",
         0.75,
-        r"\b(?:ignore|disregard|forget)\s+(?:the|this|that|my|your|all|any)\s+(?:\w+\s+){0,2}?(?:and|,)\s+(?:instead\s+)?(?:say|state|write|print|output|respond|reply|tell|type|declare|admit)\b",
+        r"\b(?:ignore|disregard|forget)\s+(?:the|this|that|your|all|any)\s+(?:\w+\s+){0,2}?(?:and|,)\s+(?:instead\s+)?(?:say|state|write|print|output|respond|reply|tell|type|declare|admit)\b",
     ),
     _r(
         "authority-claim",
         "injection",
         0.7,
         r"\b(?:admin(?:istrator)?|developer|root|sudo|system|maintenance|debug)\s+override\b"
-        r"|\b(?:i\s+am|i'm)\s+(?:god|your\s+(?:creator|developer|admin|administrator|owner|master))\b",
+        r"|\b(?:i\s+am|i'm)\s+(?:god|your\s+(?:creator|developer|admin|administrator|owner|master))\b(?!'s)",
     ),
     _r(
         "ignore-above",

@@ -58,14 +58,22 @@ class DomCounter(HTMLParser):
 @pytest.fixture(scope="module")
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "bastion-report"
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "bastion", "demo", "--budget", "quick", "--out", str(out)],
         check=True,
         capture_output=True,
         text=True,
         timeout=600,
     )
+    (out.parent / "stderr.txt").write_text(done.stderr)
     return out
+
+
+def test_demo_signs_loads_and_catches_tampering_before_assessing(demo_report: Path) -> None:
+    said = " ".join((demo_report.parent / "stderr.txt").read_text().split())
+    assert "with a fresh ed25519 key; the trusted loader verified it, scanned it (safe)" in said
+    assert "one flipped byte fails verification: the model does not match its signature" in said
+    assert said.index("flipped byte") < said.index("assessing builtin:digits-cnn")
 
 
 @pytest.mark.chromium

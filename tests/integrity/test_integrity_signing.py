@@ -48,8 +48,9 @@ def test_single_file_model(tmp_path: Path, keydir: Path) -> None:
     assert (model.parent / "weights.bin.sig").exists()
     signing.verify_model(model, [public(keydir, "ecdsa-p256")])
     model.write_bytes(model.read_bytes()[:-1] + b"!")
-    with pytest.raises(signing.ModelMismatchError, match=r"changed: \."):
+    with pytest.raises(signing.ModelMismatchError, match=r"changed: weights\.bin\b") as caught:
         signing.verify_model(model, [public(keydir, "ecdsa-p256")])
+    assert caught.value.diff.changed == ["weights.bin"]  # the file, not its manifest entry "."
 
 
 def test_changed_missing_and_extra_files_are_each_listed(tmp_path: Path, keydir: Path) -> None:

@@ -106,6 +106,13 @@ class Diff:
     def ok(self) -> bool:
         return not (self.changed or self.missing or self.extra)
 
+    def naming(self, model: Path) -> Diff:
+        """This diff as a reader wants it: a single file's entry (".") by the file's name."""
+        if not model.is_file():
+            return self
+        lists = (self.changed, self.missing, self.extra)
+        return Diff(*([model.name if n == SINGLE_FILE_NAME else n for n in ns] for ns in lists))
+
 
 def check_name(name: str) -> str:
     """Refuse names that could point outside the model directory."""

@@ -169,5 +169,5 @@ def verify_model(
     key, signed = authenticate(read_signature(sig_path), keys)
     diff = manifest.compare(model, signed, workers)
     if not diff.ok:
-        raise ModelMismatchError(diff)
+        raise ModelMismatchError(diff.naming(model))
     return VerifyResult(key, signed, diff)

@@ -37,6 +37,9 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy
 
 bench: $(VENV)/.bench
+	# the gateway and defence benchmarks drive the servers with wrk (Debian package)
+	command -v wrk >/dev/null || (apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk)
 	$(BIN)/pytest -m slow -q
 	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 

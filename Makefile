@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.base: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q "$(TORCH)" -e ".[torch]"
+	$(BIN)/pip install -q "$(TORCH)" -e ".[torch,llm]"
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python

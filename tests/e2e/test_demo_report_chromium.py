@@ -76,6 +76,14 @@ def test_demo_signs_loads_and_catches_tampering_before_assessing(demo_report: Pa
     assert said.index("flipped byte") < said.index("assessing builtin:digits-cnn")
 
 
+def test_demo_shows_the_llm_guard(demo_report: Path) -> None:
+    said = " ".join((demo_report.parent / "stderr.txt").read_text().split())
+    assert "LLM guard: the same, base64-encoded: flagged as injection" in said
+    assert "LLM guard: an instruction hidden in a retrieved page: flagged as injection" in said
+    assert "LLM guard: an ordinary question: passed as benign" in said
+    assert "redacted to 'Mail [EMAIL_1], card [CARD_1]'" in said
+
+
 @pytest.mark.chromium
 def test_rendered_report_has_scorecard_and_every_plot(demo_report: Path, tmp_path: Path) -> None:
     browser = chromium()

@@ -28,6 +28,7 @@ def demo_command(
 
     model, data = resolve(DEMO_MODEL)
     _show_artifact_check(DEMO_MODEL.removeprefix("builtin:"))
+    _show_llm_guard()
     err.print(f"Bastion demo: assessing {DEMO_MODEL} with every registered check")
     report = assess(
         model, data, all_checks(), spec=DEMO_MODEL, budget=Budget(budget), seed=seed, out=out
@@ -51,3 +52,23 @@ def _show_artifact_check(name: str) -> None:
         "and loaded it with a safe loader"
     )
     err.print(f"Bastion demo: one flipped byte fails verification: {seen.tamper_caught}")
+
+
+def _show_llm_guard() -> None:
+    """Score a few prompts with the LLM guard and redact PII (needs the `llm` extra)."""
+    from bastion.cli.common import err
+    from bastion.core.errors import UsageError
+    from bastion.llm.walkthrough import PII_SAMPLE, guard_examples
+
+    try:
+        scored, redacted = guard_examples()
+    except UsageError as exc:
+        err.print(f"Bastion demo: LLM guard skipped: {exc}")
+        return
+    for item in scored:
+        verdict = "flagged" if item.flagged else "passed"
+        err.print(
+            f"Bastion demo: LLM guard: {item.what}: {verdict} as {item.label} "
+            f"(score {item.score:.2f}, threshold {item.threshold:.2f})"
+        )
+    err.print(f"Bastion demo: LLM guard: {PII_SAMPLE!r} redacted to {redacted!r}")

@@ -40,6 +40,8 @@ def _show_artifact_check(name: str) -> None:
     """Sign the demo model's file, load it through the trusted loader, catch a flipped byte."""
     import tempfile
 
+    from rich.markup import escape
+
     from bastion.cli.common import err
     from bastion.integrity.walkthrough import check_artifact
     from bastion.zoo.registry import model_path
@@ -47,15 +49,17 @@ def _show_artifact_check(name: str) -> None:
     with tempfile.TemporaryDirectory(prefix="bastion-demo-") as tmp:
         seen = check_artifact(model_path(name), Path(tmp))
     err.print(
-        f"Bastion demo: signed {seen.file} ({seen.size / 1e3:.0f} kB) with a fresh "
+        f"Bastion demo: signed {escape(seen.file)} ({seen.size / 1e3:.0f} kB) with a fresh "
         f"{seen.algorithm} key; the trusted loader verified it, scanned it ({seen.scan_verdict}) "
         "and loaded it with a safe loader"
     )
-    err.print(f"Bastion demo: one flipped byte fails verification: {seen.tamper_caught}")
+    err.print(f"Bastion demo: one flipped byte fails verification: {escape(seen.tamper_caught)}")
 
 
 def _show_llm_guard() -> None:
     """Score a few prompts with the LLM guard and redact PII (needs the `llm` extra)."""
+    from rich.markup import escape
+
     from bastion.cli.common import err
     from bastion.core.errors import UsageError
     from bastion.llm.walkthrough import PII_SAMPLE, guard_examples
@@ -63,7 +67,7 @@ def _show_llm_guard() -> None:
     try:
         scored, redacted = guard_examples()
     except UsageError as exc:
-        err.print(f"Bastion demo: LLM guard skipped: {exc}")
+        err.print(f"Bastion demo: LLM guard skipped: {escape(str(exc))}")
         return
     for item in scored:
         verdict = "flagged" if item.flagged else "passed"
@@ -71,4 +75,6 @@ def _show_llm_guard() -> None:
             f"Bastion demo: LLM guard: {item.what}: {verdict} as {item.label} "
             f"(score {item.score:.2f}, threshold {item.threshold:.2f})"
         )
-    err.print(f"Bastion demo: LLM guard: {PII_SAMPLE!r} redacted to {redacted!r}")
+    err.print(
+        f"Bastion demo: LLM guard: {escape(repr(PII_SAMPLE))} redacted to {escape(repr(redacted))}"
+    )

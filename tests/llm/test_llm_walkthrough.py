@@ -82,6 +82,7 @@ def test_serve_with_an_llm_upstream_refuses_to_start_without_the_llm_extra(
     tmp_path: Path,
 ) -> None:
     import os
+    import signal
     import subprocess
     import sys
 
@@ -93,9 +94,21 @@ def test_serve_with_an_llm_upstream_refuses_to_start_without_the_llm_extra(
         "runpy.run_module('bastion', run_name='__main__')\n"
     )
     env = {**os.environ, "BASTION_HOME": str(tmp_path)}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    # its own session: if it did start serving, its workers are stopped with it
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
-    assert done.returncode == 2, done.stderr
-    assert "the MiniLM embedding model is not installed" in done.stderr
-    assert "bastion-ml[llm]" in done.stderr
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 2, stderr
+    assert "the MiniLM embedding model is not installed" in stderr
+    assert "bastion-ml[llm]" in stderr

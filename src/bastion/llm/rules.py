@@ -24,6 +24,8 @@ _ORDERS = (
     r"|orders|tasks?|messages?|text|input|constraints)"
 )
 
+# a phrase right after "not" / "n't" / "never" is a prohibition, not an order
+_UNLESS_NEGATED = r"(?<!not\s)(?<!n't\s)(?<!never\s)"
 _DISMISS = r"(?:ignore|disregard|forget|override|bypass|neglect|abandon|discard|dismiss)"
 _TRANSLATED_IGNORE = (
     # German
@@ -93,7 +95,7 @@ RULES: tuple[Rule, ...] = (
         "ignore-your-instructions",
         "injection",
         0.9,
-        rf"(?<!not\s)(?<!n't\s)(?<!never\s)\b{_DISMISS}\s+(?:all\s+)?(?:of\s+)?(?:your|the\s+system'?s?)\s+(?:\w+\s+)?(?:instructions?|rules|guidelines|programming|directives?|prompts?|constraints)\b",
+        rf"{_UNLESS_NEGATED}\b{_DISMISS}\s+(?:all\s+)?(?:of\s+)?(?:your|the\s+system'?s?)\s+(?:\w+\s+)?(?:instructions?|rules|guidelines|programming|directives?|prompts?|constraints)\b",
     ),
     _r(
         "forget-what-told",
@@ -291,7 +293,7 @@ RULES: tuple[Rule, ...] = (
         "secret-ask",
         "leak",
         0.6,
-        r"(?<!not\s)(?<!n't\s)(?<!never\s)\b(?:what\s+is|what'?s|tell\s+me|give\s+me|share|reveal|show|provide|spell|need|write|say|type|print|encode|translate)\s+(?:me\s+)?(?:the\s+|your\s+|our\s+)(?:system\s+|secret\s+|admin\s+|confidential\s+)*(?:password|passcode|pass\s*phrase|secret\s*(?:key|code|word)?|api\s+key|access\s+code|pin)\b",
+        rf"{_UNLESS_NEGATED}\b(?:what\s+is|what'?s|tell\s+me|give\s+me|share|reveal|show|provide|spell|need|write|say|type|print|encode|translate)\s+(?:me\s+)?(?:the\s+|your\s+|our\s+)(?:system\s+|secret\s+|admin\s+|confidential\s+)*(?:password|passcode|pass\s*phrase|secret\s*(?:key|code|word)?|api\s+key|access\s+code|pin)\b",
     ),
     _r(
         "starts-with-you-are",
